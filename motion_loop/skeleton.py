@@ -24,3 +24,13 @@ LEFT_FOOT = (7, 10)   # ankle, toe
 RIGHT_FOOT = (8, 11)
 # Right hip, left hip, right shoulder, left shoulder: defines the body's facing direction.
 FACE_JOINTS = (2, 1, 17, 16)
+
+# Parent of each joint (pelvis is the root), derived from the kinematic chains.
+PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+
+# Bone lengths in metres (joint i to PARENTS[i]) of HumanML3D's target skeleton: every processed
+# HumanML3D motion is retargeted to these lengths (measured on new_joints_012314, std < 1e-6).
+BONE_LENGTHS = (
+    0.0, 0.1031, 0.1099, 0.1316, 0.3936, 0.3902, 0.1432, 0.4324, 0.4256, 0.0574, 0.1434,
+    0.1494, 0.2194, 0.1375, 0.1434, 0.1030, 0.1316, 0.1230, 0.2568, 0.2631, 0.2660, 0.2699,
+)
