@@ -1,0 +1,5 @@
+"""Seed module path `dc.avg_long.AvgLong`."""
+
+from .workers import AvgLong
+
+__all__ = ["AvgLong"]

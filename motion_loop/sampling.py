@@ -1,0 +1,158 @@
+"""EDM samplers (Karras et al. 2022) over the contract ``denoiser(x, sigma, **cond) -> x0``.
+
+``x_sigma = x0 + sigma * eps``. Samplers are pure functions of a decreasing sigma tensor; all their
+randomness comes from the ``torch.Generator`` they are given. A denoiser whose model only knows
+discrete noise levels exposes ``round_sigma(sigma)`` (as EDM's networks do) and the samplers snap
+the churned level ``t_hat`` with it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+Denoiser = Callable[..., Tensor]
+
+
+def karras_sigmas(
+    n_steps: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    *,
+    append_zero: bool = True,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """EDM eq. 5: ``sigma_i = (smax^(1/rho) + i/(N-1) * (smin^(1/rho) - smax^(1/rho)))^rho``.
+
+    Returns ``n_steps`` levels from ``sigma_max`` down to ``sigma_min`` (float64), followed by 0
+    when ``append_zero`` (then ``n_steps`` sampler steps end on the clean sample).
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    if not 0 < sigma_min <= sigma_max:
+        raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
+    ramp = torch.linspace(0, 1, n_steps, dtype=torch.float64, device=device)
+    max_inv_rho, min_inv_rho = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    sigmas = (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
+    if append_zero:
+        sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
+    return sigmas
+
+
+def rev_ts(
+    n_step: int,
+    ts_order: float,
+    sigma_min: float = 1e-3,
+    sigma_max: float = 80.0,
+    *,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The DiffCollage seed's schedule: ``n_step + 1`` levels from ``sigma_max`` to ``sigma_min``.
+
+    It is :func:`karras_sigmas` with ``rho = ts_order`` and no trailing zero, so every one of the
+    ``n_step`` Heun steps (the last one too) gets its second-order correction.
+    """
+    return karras_sigmas(n_step + 1, sigma_min, sigma_max, ts_order, append_zero=False, device=device)
+
+
+def _round_sigma(denoiser: Denoiser, sigma: Tensor) -> Tensor:
+    round_sigma = getattr(denoiser, "round_sigma", None)
+    return sigma if round_sigma is None else round_sigma(sigma)
+
+
+def _sigma_batch(sigma: Tensor, x: Tensor) -> Tensor:
+    # float32 at least: a bf16 sigma could not name a discrete level of a 1000-step model.
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return sigma.to(device=x.device, dtype=dtype).expand(x.shape[0])
+
+
+def _steps(n: int, progress: bool, desc: str):
+    if not progress:
+        return range(n)
+    from tqdm.auto import trange
+
+    return trange(n, desc=desc, leave=False)
+
+
+@torch.no_grad()
+def sample_heun(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond: dict | None = None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.05,
+    s_tmax: float = 50.0,
+    s_noise: float = 1.003,
+    generator: torch.Generator | None = None,
+    noise_sampler: Callable[[Tensor, Tensor], Tensor] | None = None,
+    callback: Callable[[dict], None] | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """EDM Algorithm 2: Heun's 2nd-order method with stochastic churn.
+
+    ``x`` is the initial sample at noise level ``sigmas[0]`` (e.g. ``sigma_max * randn``).
+    ``sigmas`` is decreasing; when it ends in 0 the last step is a plain Euler step (EDM), else
+    every step is corrected (the DiffCollage seed). Churn ``gamma = min(s_churn / N, sqrt(2) - 1)``
+    with N the number of steps is applied while ``s_tmin <= t <= s_tmax``; the injected noise is
+    drawn from ``generator`` (or from ``noise_sampler(t_cur, t_hat)`` when given).
+    ``callback`` gets ``{"i", "x", "sigma", "sigma_hat", "denoised"}`` after each step.
+    """
+    cond = cond or {}
+    n_steps = len(sigmas) - 1
+    gamma_max = min(s_churn / n_steps, math.sqrt(2) - 1) if n_steps > 0 else 0.0
+    for i in _steps(n_steps, progress, "sampling"):
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        # Increase noise temporarily: t_hat = t_cur * (1 + gamma).
+        gamma = gamma_max if s_tmin <= t_cur <= s_tmax else 0.0
+        t_hat = _round_sigma(denoiser, t_cur * (1 + gamma)) if gamma > 0 else t_cur
+        if gamma > 0:
+            eps = (
+                noise_sampler(t_cur, t_hat)
+                if noise_sampler is not None
+                else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            )
+            x_hat = x + (t_hat**2 - t_cur**2).clamp(min=0).sqrt().to(x.dtype) * s_noise * eps
+        else:
+            x_hat = x
+        # Euler step from t_hat to t_next.
+        denoised = denoiser(x_hat, _sigma_batch(t_hat, x), **cond)
+        d_cur = (x_hat - denoised) / t_hat.to(x.dtype)
+        x_next = x_hat + (t_next - t_hat).to(x.dtype) * d_cur
+        # 2nd-order correction, skipped on a final step to sigma = 0.
+        if t_next > 0:
+            denoised = denoiser(x_next, _sigma_batch(t_next, x), **cond)
+            d_prime = (x_next - denoised) / t_next.to(x.dtype)
+            x_next = x_hat + (t_next - t_hat).to(x.dtype) * (0.5 * d_cur + 0.5 * d_prime)
+        x = x_next
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_cur, "sigma_hat": t_hat, "denoised": denoised})
+    return x
+
+
+@torch.no_grad()
+def sample_euler(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond: dict | None = None,
+    callback: Callable[[dict], None] | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Deterministic Euler steps of the probability-flow ODE ``dx/dsigma = (x - D(x, sigma)) / sigma``
+    (EDM Algorithm 1 without the correction): one model call per step."""
+    cond = cond or {}
+    for i in _steps(len(sigmas) - 1, progress, "sampling"):
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        denoised = denoiser(x, _sigma_batch(t_cur, x), **cond)
+        d_cur = (x - denoised) / t_cur.to(x.dtype)
+        x = x + (t_next - t_cur).to(x.dtype) * d_cur
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_cur, "sigma_hat": t_cur, "denoised": denoised})
+    return x
