@@ -1,0 +1,205 @@
+import pytest
+import torch
+
+from motion_loop.collage import OVERLAP, WINDOW, CollageDenoiser, Layout
+from motion_loop.sampling import karras_sigmas, sample_heun
+
+RHO = 0.9
+
+
+def ar1_denoiser(rho: float = RHO):
+    """Exact denoiser of a stationary Gaussian AR(1) piece of any length (unit variance):
+    D(x, sigma) = S (S + sigma^2 I)^-1 x with S_ij = rho^|i-j|."""
+
+    def denoiser(x, sigma, pieces=None):
+        n = x.shape[-1]
+        pos = torch.arange(n, dtype=torch.float64)
+        cov = rho ** (pos[:, None] - pos[None]).abs()
+        out = torch.empty_like(x)
+        for s in sigma.unique():
+            gain = cov @ torch.linalg.inv(cov + float(s) ** 2 * torch.eye(n, dtype=torch.float64))
+            rows = sigma == s
+            out[rows] = (x[rows].double() @ gain.T).to(x.dtype)
+        return out
+
+    return denoiser
+
+
+def sample_collage(layout, method, n_samples=3000, steps=60, seed=0):
+    den = CollageDenoiser(ar1_denoiser(), layout, method)
+    g = torch.Generator().manual_seed(seed)
+    x = 80.0 * torch.randn(n_samples, 1, layout.length, generator=g, dtype=torch.float64)
+    out = sample_heun(den, x, karras_sigmas(steps, 0.002, 80.0), s_churn=10.0, generator=g)
+    return out[:, 0], den
+
+
+def adjacent_stats(samples, cyclic):
+    var = samples.var(0)
+    nxt = torch.roll(samples, -1, dims=1)
+    corr = ((samples - samples.mean(0)) * (nxt - nxt.mean(0))).mean(0) / (samples.std(0) * nxt.std(0))
+    return var, (corr if cyclic else corr[:-1])
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_condind_reproduces_ar1_statistics_everywhere(cyclic):
+    layout = Layout(window=16, overlap=5, n_windows=5, cyclic=cyclic)
+    samples, den = sample_collage(layout, "condind")
+    var, corr = adjacent_stats(samples, cyclic)
+    assert var.min() >= 0.9 and var.max() <= 1.1, var
+    # every adjacent pair, window boundaries and (cycle) the wrap-around pair (L-1, 0) included
+    assert (corr - RHO).abs().max() <= 0.1, corr
+    assert len(corr) == layout.length - (0 if cyclic else 1)
+    assert den.calls == 2 * (2 * 60 - 1)  # windows and overlaps: one call each per evaluation
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_avg_is_worse_at_window_boundaries(cyclic):
+    layout = Layout(window=16, overlap=5, n_windows=5, cyclic=cyclic)
+    condind, _ = sample_collage(layout, "condind", seed=1)
+    avg, _ = sample_collage(layout, "avg", seed=1)
+    var_c, corr_c = adjacent_stats(condind, cyclic)
+    var_a, corr_a = adjacent_stats(avg, cyclic)
+    # averaging two windows shrinks the variance inside overlaps
+    assert (var_a - 1).abs().max() > 2 * (var_c - 1).abs().max()
+    assert var_a.min() < 0.9
+
+
+def test_chain_layout_tiles_the_sequence():
+    layout = Layout(window=10, overlap=3, n_windows=4)
+    assert layout.length == 4 * 7 + 3
+    wi, oi = layout.window_index, layout.overlap_index
+    assert wi.shape == (4, 10) and oi.shape == (3, 3)
+    assert wi[0].tolist() == list(range(10)) and wi[-1].tolist() == list(range(21, 31))
+    assert torch.unique(wi).tolist() == list(range(layout.length))
+    for j in range(3):  # overlap j is exactly the end of window j and the start of window j+1
+        assert oi[j].tolist() == wi[j, -3:].tolist() == wi[j + 1, :3].tolist()
+    assert layout.coverage().tolist() == [1] * 7 + [2] * 3 + [1] * 4 + [2] * 3 + [1] * 4 + [2] * 3 + [1] * 7
+
+
+def test_cycle_layout_wraps_around():
+    layout = Layout(window=10, overlap=4, n_windows=3, cyclic=True)
+    assert layout.length == 18
+    wi, oi = layout.window_index, layout.overlap_index
+    assert oi.shape == (3, 4)
+    assert wi[2].tolist() == [12, 13, 14, 15, 16, 17, 0, 1, 2, 3]
+    assert oi[2].tolist() == [0, 1, 2, 3] == wi[0, :4].tolist()  # the seam: window 2 meets window 0
+    assert torch.all(layout.coverage() >= 1)
+    assert layout.coverage().sum() == 3 * 10
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+@pytest.mark.parametrize("method", ["condind", "avg"])
+@pytest.mark.parametrize("window,overlap,n", [(16, 8, 3), (16, 1, 4), (9, 4, 2), (20, 7, 5)])
+def test_coefficients_sum_to_one(cyclic, method, window, overlap, n):
+    if cyclic and n * (window - overlap) <= window:
+        pytest.skip("not a valid cycle")
+    layout = Layout(window, overlap, n, cyclic)
+    w_coef, o_coef = layout.coefficients(method)
+    total = torch.zeros(layout.length, dtype=torch.float64)
+    total.index_add_(0, layout.window_index.flatten(), w_coef.flatten().double())
+    total.index_add_(0, layout.overlap_index.flatten(), o_coef.flatten().double())
+    torch.testing.assert_close(total, torch.ones_like(total))
+
+
+@pytest.mark.parametrize("method", ["condind", "avg"])
+def test_identity_inner_denoiser_gives_identity(method):
+    layout = Layout(12, 5, 4, cyclic=True)
+    den = CollageDenoiser(lambda x, sigma, pieces: x, layout, method)
+    x = torch.randn(3, 2, 1, layout.length)
+    torch.testing.assert_close(den(x, torch.ones(3)), x)
+
+
+def test_pieces_tell_the_inner_denoiser_which_row_is_which():
+    layout = Layout(8, 3, 3, cyclic=True)
+    seen = []
+
+    def inner(x, sigma, pieces):
+        seen.append(pieces)
+        # each row's value = its start position, so the rows must be the right slices
+        torch.testing.assert_close(x[:, 0, 0], pieces.start.to(x.dtype) + 100 * pieces.sample.to(x.dtype))
+        return x
+
+    x = torch.arange(layout.length, dtype=torch.float32).repeat(2, 1)[:, None, :] + 100 * torch.arange(2.0)[:, None, None]
+    CollageDenoiser(inner, layout)(x, torch.tensor(1.0))
+    windows, overlaps = seen
+    assert windows.kind.tolist() == [WINDOW] * 6 and overlaps.kind.tolist() == [OVERLAP] * 6
+    assert windows.sample.tolist() == [0, 0, 0, 1, 1, 1]
+    assert windows.index.tolist() == [0, 1, 2] * 2
+    assert overlaps.length.tolist() == [3] * 6
+    left, right = overlaps.neighbours()
+    assert left.tolist() == [0, 1, 2] * 2 and right.tolist() == [1, 2, 0] * 2
+
+
+def test_padded_inner_gets_one_call_per_evaluation_and_same_result():
+    layout = Layout(16, 6, 4, cyclic=True)
+    plain = ar1_denoiser()
+
+    class Padded:
+        accepts_padding = True
+
+        def __call__(self, x, sigma, pieces):
+            out = torch.zeros_like(x)
+            for n in pieces.length.unique().tolist():
+                rows = pieces.length == n
+                out[rows, ..., :n] = plain(x[rows, ..., :n], sigma[rows])
+            return out
+
+    x = torch.randn(5, 1, layout.length, dtype=torch.float64)
+    sigma = torch.full((5,), 0.7, dtype=torch.float64)
+    padded = CollageDenoiser(Padded(), layout)
+    separate = CollageDenoiser(plain, layout)
+    torch.testing.assert_close(padded(x, sigma), separate(x, sigma))
+    assert padded.calls == 1 and separate.calls == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(window=10, overlap=6, n_windows=3),  # overlap > w/2
+        dict(window=10, overlap=0, n_windows=3),
+        dict(window=0, overlap=0, n_windows=3),
+        dict(window=10, overlap=2, n_windows=0),
+        dict(window=10, overlap=-1, n_windows=2),
+        dict(window=10, overlap=3, n_windows=1, cyclic=True),  # too few windows for a cycle
+        dict(window=10, overlap=5, n_windows=2, cyclic=True),  # windows as long as the loop
+    ],
+)
+def test_bad_layouts_raise_value_error(kwargs):
+    with pytest.raises(ValueError, match="overlap|window"):
+        Layout(**kwargs)
+
+
+def test_shape_mismatch_and_bad_method_raise_value_error():
+    layout = Layout(10, 3, 3)
+    den = CollageDenoiser(lambda x, sigma, pieces: x, layout)
+    with pytest.raises(ValueError, match="shape"):
+        den(torch.zeros(2, 1, layout.length + 1), torch.ones(2))
+    with pytest.raises(ValueError, match="sigma"):
+        den(torch.zeros(2, 1, layout.length), torch.ones(3))
+    with pytest.raises(ValueError, match="method"):
+        CollageDenoiser(lambda x, sigma, pieces: x, layout, "sum")
+
+
+def test_layout_for_length():
+    assert Layout.for_length(120, 60, 20, cyclic=True) == Layout(60, 20, 3, True)
+    assert Layout.for_length(140, 60, 20, cyclic=False) == Layout(60, 20, 3, False)
+    with pytest.raises(ValueError, match="multiple of 40"):
+        Layout.for_length(130, 60, 20, cyclic=True)
+
+
+def test_runs_in_other_dtypes_and_keeps_them():
+    layout = Layout(8, 2, 3, cyclic=True)
+    den = CollageDenoiser(lambda x, sigma, pieces: 0.5 * x, layout)
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        x = torch.randn(2, 1, layout.length).to(dtype)
+        out = den(x, torch.ones(2))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out, 0.5 * x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_runs_on_cuda():
+    layout = Layout(8, 2, 3, cyclic=True)
+    den = CollageDenoiser(lambda x, sigma, pieces: 0.5 * x, layout)
+    x = torch.randn(2, 1, layout.length, device="cuda")
+    torch.testing.assert_close(den(x, torch.ones(2, device="cuda")), 0.5 * x)
