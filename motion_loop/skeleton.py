@@ -34,3 +34,19 @@ BONE_LENGTHS = (
     0.0, 0.1031, 0.1099, 0.1316, 0.3936, 0.3902, 0.1432, 0.4324, 0.4256, 0.0574, 0.1434,
     0.1494, 0.2194, 0.1375, 0.1434, 0.1030, 0.1316, 0.1230, 0.2568, 0.2631, 0.2660, 0.2699,
 )
+
+# Unit direction of each joint's incoming bone in HumanML3D's rest frame (y up, body facing +z,
+# the body's left at +x): `paramUtil.t2m_raw_offsets`. HumanML3D's inverse kinematics measures every
+# local rotation against these directions, so they define what the 6D rotation features mean.
+RAW_OFFSETS = (
+    (0, 0, 0), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, -1, 0),
+    (0, 1, 0), (0, -1, 0), (0, -1, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1),
+    (0, 1, 0), (1, 0, 0), (-1, 0, 0), (0, 0, 1), (0, -1, 0), (0, -1, 0),
+    (0, -1, 0), (0, -1, 0), (0, -1, 0), (0, -1, 0),
+)
+# Rest-pose bone vectors in metres (joint i minus PARENTS[i]): legs and arms straight down, feet
+# and head pointing forward. Forward kinematics of identity rotations from these gives that pose.
+REST_OFFSETS = tuple(
+    tuple(float(d) * length for d in direction)
+    for direction, length in zip(RAW_OFFSETS, BONE_LENGTHS)
+)
