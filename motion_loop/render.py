@@ -1,0 +1,451 @@
+"""Stick-figure videos of HumanML3D joint positions, in MDM's look, and looped playback.
+
+Input everywhere: joint positions in metres, ``[T, 22, 3]``, y up (HumanML3D), 20 fps.
+
+The look follows MDM's ``plot_3d_motion`` (kinematic chains in MDM's colours, line width 4,
+view elev=120 azim=-90, a grey ground square that moves with the root, the motion drawn
+root-centred in x,z so the camera follows the root, the title on top), plus the root's past
+trajectory on the ground. Unlike MDM it builds the artists once and updates them in place, draws
+only the moving artists over a cached background (blitting), and pipes raw RGB frames straight to
+ffmpeg (H.264, yuv420p, +faststart). Without ffmpeg it writes a GIF (Pillow) and says so once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import subprocess
+import tempfile
+import textwrap
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from motion_loop.errors import UserError
+from motion_loop.results import atomic_output
+from motion_loop.skeleton import (
+    BONE_LENGTHS, CHAIN_COLORS, FACE_JOINTS, FPS, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS,
+)
+
+log = logging.getLogger(__name__)
+
+FFMPEG_ENV = "MOTION_LOOP_FFMPEG"
+# MDM scales HumanML3D by 1.3 and uses radius 3 for its axis limits; the same view in metres.
+VIEW_RADIUS = 3.0 / 1.3
+LINE_WIDTH = 4.0
+PLANE_COLOR = (0.5, 0.5, 0.5, 0.5)
+TRAJECTORY_COLOR = "blue"
+TITLE_CHARS_PER_LINE = 20  # MDM wraps titles at 20 characters (fits a 3-inch panel at size 10)
+TITLE_MAX_LINES = 3
+
+_warned_no_ffmpeg = False
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg failed while encoding; the message carries the tail of its stderr."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Looped playback
+
+
+def _check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:
+    joints = np.asarray(joints)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or joints.shape[0] < 1:
+        raise UserError(f"{name} must be joint positions [T, {NUM_JOINTS}, 3] with T >= 1, got "
+                        f"shape {tuple(joints.shape)}; pass HumanML3D joints (frames, joints, xyz)")
+    if not np.all(np.isfinite(joints)):
+        raise UserError(f"{name} contain NaN or inf values; check the decoded motion")
+    return joints
+
+
+def _rot_y(angle: np.ndarray) -> np.ndarray:
+    """Rotation about +y by ``angle`` [...]: turns a heading atan2(x, z) of a into a + angle."""
+    c, s = np.cos(angle), np.sin(angle)
+    zero, one = np.zeros_like(c), np.ones_like(c)
+    return np.stack([np.stack([c, zero, s], -1),
+                     np.stack([zero, one, zero], -1),
+                     np.stack([-s, zero, c], -1)], -2)
+
+
+def heading(joints: np.ndarray) -> np.ndarray:
+    """Body heading per frame [T] in radians, atan2(x, z) of a body-fixed horizontal direction.
+
+    Uses HumanML3D's across vector (right minus left hip plus right minus left shoulder); only
+    differences of this angle are meaningful here, so its constant offset from 'forward' is moot.
+    """
+    r_hip, l_hip, r_sho, l_sho = FACE_JOINTS
+    across = joints[:, r_hip] - joints[:, l_hip] + joints[:, r_sho] - joints[:, l_sho]
+    return np.arctan2(across[:, 0], across[:, 2])
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def tile_loop(joints: np.ndarray, cycles: int, in_place: bool = False) -> np.ndarray:
+    """Play a loop of period P = len(joints) ``cycles`` times back to back: [cycles * P, 22, 3].
+
+    Frame P of the result is frame 0 of the loop again (no duplicated or dropped frame).
+
+    in_place: the root's x,z is held at the origin (heading kept), so every cycle is identical.
+
+    Otherwise the trajectory advances: a loop closes in root-relative pose, so cycle c+1 is cycle c
+    moved rigidly by the cycle's end-to-start transform T(X) = R_y(dtheta) (X - r_0) + r_P, where
+    r_0 is the root at frame 0 and r_P, dtheta are the root position and total heading change at
+    the virtual frame P. In a DiffCollage loop that closing step is the last frame's root velocity;
+    with joint positions only we estimate it as the velocity at the seam: the mean of the two
+    neighbouring steps (P-2 -> P-1 and 0 -> 1), taken in the body's heading frame (like HumanML3D's
+    root velocity features) for both the x,z step and the heading step. That is exact for walking
+    at constant speed along a straight line or a circle, so a turning walk keeps turning.
+    """
+    joints = _check_joints(joints)
+    if isinstance(cycles, bool) or int(cycles) != cycles or cycles < 1:
+        raise UserError(f"cycles must be a positive integer, got {cycles!r}; pass e.g. cycles=3")
+    cycles = int(cycles)
+    period = len(joints)
+    work = joints.astype(np.float64)
+    if in_place:
+        work[..., [0, 2]] -= work[:, :1, [0, 2]]
+        return np.tile(work, (cycles, 1, 1)).astype(joints.dtype, copy=False)
+    if period < 2:
+        raise UserError("an advancing loop needs at least 2 frames to estimate its root velocity; "
+                        "pass in_place=True or a longer loop")
+
+    theta = heading(work)
+    d_theta = _wrap(np.diff(theta))                              # [P-1]
+    d_theta_close = 0.5 * (d_theta[-1] + d_theta[0])
+    turn = d_theta.sum() + d_theta_close                         # heading change over one cycle
+
+    root = work[:, 0].copy()
+    root[:, 1] = 0.0
+    steps = np.diff(root, axis=0)                                # [P-1, 3], world frame
+    local = np.einsum("tij,tj->ti", _rot_y(-theta[:-1]), steps)  # steps in each frame's heading
+    step_close = _rot_y(theta[-1]) @ (0.5 * (local[-1] + local[0]))
+    root_end = root[-1] + step_close                             # root at the virtual frame P
+
+    rot = _rot_y(turn)
+    out = [work]
+    for _ in range(cycles - 1):
+        out.append((out[-1] - root[0]) @ rot.T + root_end)
+    return np.concatenate(out).astype(joints.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# A procedural walker for tests, benchmarks and demos (no data needed)
+
+
+def synthetic_walk(num_frames: int, *, gait_period: int = 20, speed: float = 0.06,
+                   turn_rate: float = 0.0, fps: float = FPS) -> np.ndarray:
+    """A stick figure walking forward (+z at frame 0) on HumanML3D's bone lengths: [T, 22, 3].
+
+    Legs and arms swing sinusoidally with ``gait_period`` frames; the root advances ``speed``
+    metres per frame and turns ``turn_rate`` radians per frame (a circle when non-zero), so any
+    multiple of ``gait_period`` frames is an exact loop in root-relative pose.
+    """
+    del fps  # frames are the unit; kept for call sites that pass the frame rate explicitly
+    # Rest directions of each bone (joint relative to its parent), facing +z, left is +x.
+    rest = np.array([
+        [0, 0, 0], [1, -0.6, 0], [-1, -0.6, 0], [0, 1, 0], [0, -1, 0], [0, -1, 0], [0, 1, 0],
+        [0, -1, 0], [0, -1, 0], [0, 1, 0], [0, -0.3, 1], [0, -0.3, 1], [0, 1, 0.1], [1, 0.6, 0],
+        [-1, 0.6, 0], [0, 1, 0.2], [1, 0, 0], [-1, 0, 0], [0.1, -1, 0], [-0.1, -1, 0],
+        [0, -1, 0.2], [0, -1, 0.2],
+    ], dtype=np.float64)
+    norm = np.linalg.norm(rest, axis=1, keepdims=True)
+    bones = rest / np.where(norm > 0, norm, 1) * np.asarray(BONE_LENGTHS)[:, None]
+
+    t = np.arange(num_frames, dtype=np.float64)
+    phase = 2 * np.pi * t / gait_period
+    swing = 0.45 * np.sin(phase)
+    bend = lambda p: 0.6 * np.clip(np.sin(p), 0, None)  # noqa: E731  knee flexes in swing phase
+    pitch = np.zeros((num_frames, NUM_JOINTS))                 # rotation about x at each joint
+    pitch[:, 1], pitch[:, 2] = -swing, swing                   # hips (negative: leg forward)
+    pitch[:, 4], pitch[:, 5] = bend(phase), bend(phase + np.pi)  # knees
+    pitch[:, 16], pitch[:, 17] = 0.6 * swing, -0.6 * swing     # shoulders, opposite to legs
+    pitch[:, 18], pitch[:, 19] = -0.3, -0.3                    # elbows slightly bent
+    c, s = np.cos(pitch), np.sin(pitch)
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c, -s], -1),
+                   np.stack([zero, s, c], -1)], -2)            # [T, J, 3, 3]
+
+    theta = turn_rate * t
+    if turn_rate == 0:
+        root_xz = np.stack([np.zeros_like(t), speed * t], -1)
+    else:
+        radius = speed / turn_rate
+        root_xz = np.stack([radius * (1 - np.cos(theta)), radius * np.sin(theta)], -1)
+    height = 0.92 + 0.015 * np.cos(2 * phase)                # pelvis bobs twice per gait cycle
+
+    world = np.empty((num_frames, NUM_JOINTS, 3, 3))
+    joints = np.empty((num_frames, NUM_JOINTS, 3))
+    world[:, 0] = _rot_y(theta) @ rx[:, 0]
+    joints[:, 0] = np.stack([root_xz[:, 0], height, root_xz[:, 1]], -1)
+    for j in range(1, NUM_JOINTS):
+        p = PARENTS[j]
+        joints[:, j] = joints[:, p] + world[:, p] @ bones[j]
+        world[:, j] = world[:, p] @ rx[:, j]
+    return joints.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing
+
+
+def _wrap_title(title: str, chars_per_line: int) -> str:
+    return "\n".join(textwrap.wrap(title, chars_per_line, max_lines=TITLE_MAX_LINES,
+                                   placeholder=" ..."))
+
+
+class _Panel:
+    """One stick figure on one 3D axes; artists are created once and updated per frame."""
+
+    def __init__(self, fig, rect, joints: np.ndarray, radius: float):
+        from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+        data = joints.astype(np.float64)                 # copy
+        data[..., 1] -= data[..., 1].min()               # lowest point touches the ground
+        lo, hi = data.min(axis=(0, 1)), data.max(axis=(0, 1))
+        self.trajectory = data[:, 0, [0, 2]].copy()
+        data[..., 0] -= self.trajectory[:, None, 0]      # root-centred: the camera follows the root
+        data[..., 2] -= self.trajectory[:, None, 1]
+        self.data = data
+        self.plane_lo, self.plane_hi = lo[[0, 2]], hi[[0, 2]]
+
+        ax = fig.add_axes(rect, projection="3d")
+        ax.set_xlim(-radius / 2, radius / 2)
+        ax.set_ylim(0, radius)
+        ax.set_zlim(-radius / 3, radius * 2 / 3)
+        ax.set_box_aspect((1, 1, 1), zoom=1.3)
+        ax.view_init(elev=120, azim=-90)
+        ax.set_axis_off()
+        # Fixed drawing order, plane under the trail under the body (seen from above the floor
+        # never hides the body), so a full draw and the blitted frames give the same picture.
+        ax.computed_zorder = False
+        self.ax = ax
+        # animated=True keeps them out of the cached background; they are blitted each frame.
+        self.plane = Poly3DCollection([np.zeros((4, 3))], facecolor=PLANE_COLOR, zorder=1,
+                                      animated=True)
+        ax.add_collection3d(self.plane)
+        (self.trail,) = ax.plot([], [], [], linewidth=1.0, color=TRAJECTORY_COLOR, zorder=2,
+                                animated=True)
+        self.chains = [ax.plot([], [], [], linewidth=LINE_WIDTH, color=color, zorder=3,
+                               animated=True)[0]
+                       for color in CHAIN_COLORS]
+
+    @property
+    def artists(self) -> tuple:
+        return (self.plane, self.trail, *self.chains)
+
+    def set_frame(self, index: int) -> None:
+        index = min(index, len(self.data) - 1)           # shorter panels hold their last frame
+        (x0, z0) = self.plane_lo - self.trajectory[index]
+        (x1, z1) = self.plane_hi - self.trajectory[index]
+        self.plane.set_verts([[(x0, 0, z0), (x0, 0, z1), (x1, 0, z1), (x1, 0, z0)]])
+        past = self.trajectory[: index + 1] - self.trajectory[index]
+        self.trail.set_data_3d(past[:, 0], np.zeros(len(past)), past[:, 1])
+        pose = self.data[index]
+        for line, chain in zip(self.chains, KINEMATIC_CHAIN):
+            line.set_data_3d(pose[chain, 0], pose[chain, 1], pose[chain, 2])
+
+    def blit(self) -> None:
+        """Draw the moving artists over the restored background (the view is fixed, so the
+        projection ax.M from the first full draw still holds)."""
+        self.plane.do_3d_projection()
+        for artist in self.artists:
+            self.ax.draw_artist(artist)
+
+
+def _build_figure(motions: Sequence[np.ndarray], titles: Sequence[str],
+                  figsize: tuple[float, float], dpi: float, radius: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if len(motions) == 0:
+        raise UserError("no motion to render; pass at least one [T, 22, 3] array")
+    motions = [_check_joints(m, f"motion {i}") for i, m in enumerate(motions)]
+    titles = list(titles) + [""] * (len(motions) - len(titles))
+    n = len(motions)
+    fig = Figure(figsize=(figsize[0] * n, figsize[1]), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)                        # Agg, no pyplot: no global state
+    chars = max(8, round(TITLE_CHARS_PER_LINE * figsize[0] / 3.0))
+    panels = []
+    for i, (motion, title) in enumerate(zip(motions, titles)):
+        panels.append(_Panel(fig, (i / n, 0, 1 / n, 1), motion, radius))
+        if title:
+            fig.text((i + 0.5) / n, 0.98, _wrap_title(title, chars), ha="center", va="top",
+                     fontsize=10)
+    return canvas, panels
+
+
+def render_frames(motions: Sequence[np.ndarray], titles: Sequence[str] = (), *,
+                  figsize: tuple[float, float] = (3.0, 3.0), dpi: float = 100,
+                  radius: float = VIEW_RADIUS) -> Iterator[np.ndarray]:
+    """Yield RGB frames [H, W, 3] uint8 (H, W even) of motions drawn side by side.
+
+    Each motion is [T_i, 22, 3]; the video lasts max T_i frames (shorter ones hold their last
+    frame). ``figsize`` is one panel's size in inches (MDM: 3 x 3 at 100 dpi). The yielded array
+    is a view into a reused buffer: copy it to keep it. Bad input raises here, not when iterating.
+    """
+    canvas, panels = _build_figure(motions, titles, figsize, dpi, radius)
+    return _blit_frames(canvas, panels)
+
+
+def _blit_frames(canvas, panels: list[_Panel]) -> Iterator[np.ndarray]:
+    canvas.draw()                                        # everything static, once
+    background = canvas.copy_from_bbox(canvas.figure.bbox)
+    width, height = canvas.get_width_height()
+    even_h, even_w = height - height % 2, width - width % 2  # yuv420p needs even sizes
+    for index in range(max(len(panel.data) for panel in panels)):
+        canvas.restore_region(background)
+        for panel in panels:
+            panel.set_frame(index)
+            panel.blit()
+        rgba = np.asarray(canvas.buffer_rgba())
+        yield rgba[:even_h, :even_w, :3]
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoding
+
+
+def find_ffmpeg(ffmpeg: str | os.PathLike | None = None) -> str | None:
+    """The ffmpeg to use: ``ffmpeg`` if given, else $MOTION_LOOP_FFMPEG, else imageio-ffmpeg's
+    bundled binary; None when there is none (callers then write a GIF)."""
+    configured = ffmpeg if ffmpeg is not None else os.environ.get(FFMPEG_ENV) or None
+    if configured is not None:
+        path = Path(configured).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            source = "ffmpeg argument" if ffmpeg is not None else f"${FFMPEG_ENV}"
+            raise UserError(f"{source} {str(configured)!r} is not an executable file; "
+                            f"point it at an ffmpeg binary or leave it unset")
+        return str(path)
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return None
+
+
+def _encode_mp4(frames: Iterator[np.ndarray], tmp: Path, fps: float, ffmpeg: str,
+                progress) -> int:
+    """Stream frames to ffmpeg writing H.264 MP4 at ``tmp``; returns the number of frames."""
+    first = next(frames)
+    height, width = first.shape[:2]
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+           "-framerate", f"{fps:g}", "-i", "pipe:0",
+           "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+           "-f", "mp4", str(tmp)]
+    count = 0
+    with tempfile.TemporaryFile() as stderr:             # a file, not a pipe: no deadlock
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=stderr)
+        broken = False
+        try:
+            for frame in itertools.chain([first], frames):
+                try:
+                    proc.stdin.write(np.ascontiguousarray(frame).data)
+                except BrokenPipeError:               # ffmpeg died: its stderr says why
+                    broken = True
+                    break
+                count += 1
+                progress.update()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                broken = True
+        code = proc.wait()
+        if code != 0 or broken:
+            stderr.seek(0)
+            tail = stderr.read()[-2000:].decode(errors="replace").strip()
+            raise FFmpegError(f"ffmpeg ({ffmpeg}) exited with code {code} while writing "
+                              f"{tmp.name}: {tail or 'no error output'}")
+    return count
+
+
+def _encode_gif(frames: Iterator[np.ndarray], tmp: Path, fps: float, progress) -> int:
+    from PIL import Image
+
+    images = []
+    for frame in frames:
+        images.append(Image.fromarray(frame.copy()))
+        progress.update()
+    # GIF delays are whole centiseconds; Pillow merges identical consecutive frames (a still
+    # figure) into one longer frame, so playback timing is kept either way.
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                   duration=1000.0 / fps, loop=0)
+    return len(images)
+
+
+def render_motions(motions: Sequence[np.ndarray], path: str | os.PathLike,
+                   titles: Sequence[str] = (), *, fps: float = FPS,
+                   figsize: tuple[float, float] = (3.0, 3.0), dpi: float = 100,
+                   radius: float = VIEW_RADIUS, ffmpeg: str | os.PathLike | None = None,
+                   overwrite: bool = False, progress: bool = False) -> Path:
+    """Render motions side by side to ``path`` and return the path actually written.
+
+    ``.gif`` writes a GIF; anything else (normally ``.mp4``) writes H.264 MP4 with ffmpeg (see
+    :func:`find_ffmpeg`), or, when no ffmpeg exists, a GIF next to it (``path`` with suffix .gif)
+    with a one-time warning. The file appears atomically (temp name, then os.replace); an existing
+    file is kept unless ``overwrite``. Raises FFmpegError (with ffmpeg's stderr) on failure.
+    """
+    global _warned_no_ffmpeg
+    from tqdm.auto import tqdm
+
+    path = Path(path)
+    if fps <= 0:
+        raise UserError(f"fps must be positive, got {fps}; HumanML3D uses {FPS:g}")
+    exe = None
+    if path.suffix.lower() != ".gif":
+        exe = find_ffmpeg(ffmpeg)
+        if exe is None:
+            path = path.with_suffix(".gif")
+            if not _warned_no_ffmpeg:
+                log.warning("no ffmpeg found (install imageio-ffmpeg or set %s): writing GIF "
+                            "videos instead of MP4", FFMPEG_ENV)
+                _warned_no_ffmpeg = True
+    frames = render_frames(motions, titles, figsize=figsize, dpi=dpi, radius=radius)
+    total = max(len(m) for m in motions)
+    with atomic_output(path, overwrite=overwrite) as tmp, \
+            tqdm(total=total, desc=path.name, unit="frame", disable=not progress) as bar:
+        if exe is None:
+            _encode_gif(frames, tmp, fps, bar)
+        else:
+            _encode_mp4(frames, tmp, fps, exe, bar)
+    return path
+
+
+def render_motion(joints: np.ndarray, path: str | os.PathLike, title: str = "",
+                  **options) -> Path:
+    """Render one motion [T, 22, 3] to ``path``; options as in :func:`render_motions`."""
+    return render_motions([joints], path, [title], **options)
+
+
+def hstack_videos(paths: Sequence[str | os.PathLike], path: str | os.PathLike, *,
+                  ffmpeg: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+    """Put MP4 videos of equal height side by side (MDM's ``sample##.mp4``), via ffmpeg."""
+    exe = find_ffmpeg(ffmpeg)
+    if exe is None:
+        raise UserError("combining videos needs ffmpeg; install imageio-ffmpeg or set "
+                        f"{FFMPEG_ENV}")
+    path = Path(path)
+    inputs = [arg for p in paths for arg in ("-i", str(p))]
+    stack = ["-filter_complex", f"hstack=inputs={len(paths)}"] if len(paths) > 1 else []
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        cmd = [exe, "-hide_banner", "-loglevel", "error", "-y", *inputs, *stack, "-an",
+               "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+               "-f", "mp4", str(tmp)]
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+        if done.returncode != 0:
+            tail = done.stderr[-2000:].decode(errors="replace").strip()
+            raise FFmpegError(f"ffmpeg ({exe}) exited with code {done.returncode} while "
+                              f"stacking videos into {path.name}: {tail or 'no error output'}")
+    return path
