@@ -54,6 +54,9 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     """
     path = Path(path)
     _refuse_existing(path, overwrite)
+    if not path.parent.is_dir():
+        raise UserError(f"output directory {path.parent} does not exist; create it or choose "
+                        f"another output path")
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                 suffix=f".tmp{path.suffix}")
     os.close(fd)

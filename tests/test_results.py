@@ -167,3 +167,8 @@ def test_atomic_output_temp_name_is_hidden_beside_the_target(tmp_path):
         tmp.write_bytes(b"done")
     assert (tmp_path / "sample00_rep00.mp4").read_bytes() == b"done"
     assert hidden_files(tmp_path) == []
+
+
+def test_missing_directory_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        write_atomic(tmp_path / "nope" / "results.txt", lambda tmp: tmp.write_text("x"))
