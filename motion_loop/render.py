@@ -138,14 +138,13 @@ def tile_loop(joints: np.ndarray, cycles: int, in_place: bool = False) -> np.nda
 
 
 def synthetic_walk(num_frames: int, *, gait_period: int = 20, speed: float = 0.06,
-                   turn_rate: float = 0.0, fps: float = FPS) -> np.ndarray:
+                   turn_rate: float = 0.0) -> np.ndarray:
     """A stick figure walking forward (+z at frame 0) on HumanML3D's bone lengths: [T, 22, 3].
 
     Legs and arms swing sinusoidally with ``gait_period`` frames; the root advances ``speed``
     metres per frame and turns ``turn_rate`` radians per frame (a circle when non-zero), so any
     multiple of ``gait_period`` frames is an exact loop in root-relative pose.
     """
-    del fps  # frames are the unit; kept for call sites that pass the frame rate explicitly
     # Rest directions of each bone (joint relative to its parent), facing +z, left is +x.
     rest = np.array([
         [0, 0, 0], [1, -0.6, 0], [-1, -0.6, 0], [0, 1, 0], [0, -1, 0], [0, -1, 0], [0, 1, 0],
