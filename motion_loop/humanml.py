@@ -99,8 +99,8 @@ def recover_from_ric(features, joints_num: int = NUM_JOINTS):
 # Encoding
 
 
-def _rotate_y(v: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rotate vectors `[..., 3]` about +y by `angle` (broadcast against v[..., 0])."""
+def rotate_y(v: np.ndarray, angle) -> np.ndarray:
+    """Rotate vectors `[..., 3]` about +y by `angle` radians (broadcast against v[..., 0])."""
     c, s = np.cos(angle), np.sin(angle)
     return np.stack([c * v[..., 0] + s * v[..., 2], v[..., 1], -s * v[..., 0] + c * v[..., 2]], axis=-1)
 
@@ -118,6 +118,14 @@ def _facing_angle(across: np.ndarray) -> np.ndarray:
     """
     forward_x, forward_z = across[..., 2], -across[..., 0]
     return np.arctan2(forward_x, forward_z)
+
+
+def facing_angle(joints: np.ndarray) -> np.ndarray:
+    """Heading angle psi (radians) of poses `[..., 22, 3]`: the body faces (sin psi, 0, cos psi),
+    forward = y x (r_hip - l_hip + r_shoulder - l_shoulder) (HumanML3D's initial facing, unsmoothed)."""
+    r_hip, l_hip, r_shoulder, l_shoulder = FACE_JOINTS
+    across = joints[..., r_hip, :] - joints[..., l_hip, :] + joints[..., r_shoulder, :] - joints[..., l_shoulder, :]
+    return _facing_angle(across)
 
 
 def gaussian_smooth(signal: np.ndarray, sigma: float = FACING_SMOOTHING_SIGMA) -> np.ndarray:
@@ -185,9 +193,7 @@ def canonical_start(joints: np.ndarray) -> np.ndarray:
     joints = np.array(joints, dtype=np.float64)
     joints[..., 1] -= joints[..., 1].min()
     joints[..., [0, 2]] -= joints[0, 0, [0, 2]]
-    r_hip, l_hip, r_shoulder, l_shoulder = FACE_JOINTS
-    across = joints[0, r_hip] - joints[0, l_hip] + joints[0, r_shoulder] - joints[0, l_shoulder]
-    return _rotate_y(joints, -_facing_angle(across))
+    return rotate_y(joints, -facing_angle(joints[0]))
 
 
 def _root_heading(joints: np.ndarray) -> np.ndarray:
@@ -251,13 +257,13 @@ def joints_to_features(joints):
 
     # Root: half heading change, root step in the next frame's facing frame, height.
     turn = np.angle(np.exp(1j * (theta[1:] - theta[:-1])))
-    root_step = _rotate_y(positions[1:, 0] - positions[:-1, 0], theta[1:])
+    root_step = rotate_y(positions[1:, 0] - positions[:-1, 0], theta[1:])
     root = np.concatenate([0.5 * turn[:, None], root_step[:, [0, 2]], positions[:-1, 0, 1:2]], axis=-1)
 
     # Positions relative to the root in x, z, facing +z.
     local = positions.copy()
     local[..., [0, 2]] -= positions[:, :1, [0, 2]]
-    ric = _rotate_y(local[:-1, 1:], theta[:-1, None]).reshape(frames - 1, -1)
+    ric = rotate_y(local[:-1, 1:], theta[:-1, None]).reshape(frames - 1, -1)
 
     # Rotations: IK with shortest arcs from the rest directions.
     parents = np.array(PARENTS[1:])
@@ -276,7 +282,7 @@ def joints_to_features(joints):
     rotations = _quaternion_to_cont6d(local_rotation).reshape(frames - 1, -1)
 
     # Velocities of all joints in the current facing frame.
-    velocities = _rotate_y(positions[1:] - positions[:-1], theta[:-1, None]).reshape(frames - 1, -1)
+    velocities = rotate_y(positions[1:] - positions[:-1], theta[:-1, None]).reshape(frames - 1, -1)
 
     # Contacts from the squared displacement of ankle and toe.
     feet = list(LEFT_FOOT) + list(RIGHT_FOOT)
