@@ -161,6 +161,18 @@ def test_degenerate_motions_give_finite_features():
     np.testing.assert_allclose(features[0, 67 + 6 * 19 + 3: 67 + 6 * 20], [0, -1, 0], atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [0.0, 1e-12, 1.0, 100.0])
+def test_arbitrary_joint_clouds_encode_finitely_and_round_trip(scale):
+    rng = np.random.default_rng(1)
+    for frames in (2, 3, 40):
+        joints = scale * rng.normal(size=(frames, NUM_JOINTS, 3))
+        joints[: frames // 2, [1, 2, 16, 17]] = joints[: frames // 2, :1]  # hips and shoulders collapse
+        features = joints_to_features(joints)
+        assert np.all(np.isfinite(features))
+        np.testing.assert_allclose(recover_from_ric(features.astype(np.float64)), canonical_start(joints)[:-1],
+                                   atol=1e-5 * max(scale, 1.0))
+
+
 def test_opposite_vectors_get_a_half_turn():
     u = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]])
     q = _quaternion_between(u, -u)
