@@ -219,7 +219,8 @@ def joints_to_features(joints):
     skeleton retargeting (`uniform_skeleton`): the joints should already have the target bone
     lengths (`skeleton.BONE_LENGTHS`), as every decoded HumanML3D motion does.
 
-    1. `canonical_start`: floor at y = 0, root of frame 0 at the origin, frame 0 facing +z.
+    1. `canonical_start`: lowest joint of the whole motion at y = 0, root of frame 0 at the origin,
+       frame 0 facing +z.
     2. Root rotation r_t: about +y by theta_t = -psi_t, turning the (smoothed, see `_root_heading`)
        facing direction onto +z; theta_0 = 0 as in the released data.
     3. Root: half heading change 0.5 wrap(theta_{t+1} - theta_t); root step root_{t+1} - root_t
@@ -232,7 +233,10 @@ def joints_to_features(joints):
     6. Velocities: joints_{t+1} - joints_t turned by r_t.
     7. Contacts: ankle and toe squared displacement to the next frame below 0.002 m^2.
 
-    Frame t uses frames t and t+1, so the last frame has no features. One deliberate difference:
+    Frame t uses frames t and t+1, so the last frame has no features; the facing filter reaches 80
+    frames either way, so the last ~80 feature frames also depend on how many frames follow (encoding
+    a decoded clip, which lost its last input frame, differs there by up to ~1e-2; with that frame
+    restored it matches the release to 1e-5). One deliberate difference:
     HumanML3D takes the arcsine of the relative quaternion, which flips the sign of the turn on the
     rare frames where the heading crosses +-pi; we wrap the angle difference instead (identical
     everywhere else). Degenerate frames (zero-length bones, coincident hips) give finite features.
