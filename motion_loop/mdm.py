@@ -1,0 +1,400 @@
+"""MDM, the Human Motion Diffusion Model (Tevet et al., ICLR 2023), architecture ``trans_enc``.
+
+A faithful port: the official checkpoints (``humanml_trans_enc_512``, the 50-step ``mask_frames``
+models, KIT) load key-for-key and give the official outputs. The network predicts the clean motion
+x0 (normalized HumanML3D features, ``[B, 263, 1, T]``) from the noisy motion ``x_t`` (VP / DDPM
+coordinates), the integer diffusion step ``t`` and a text embedding (CLIP ViT-B/32, 512-d):
+
+    token  = embed_text(text or 0) + time_embed(pe[t])                  one conditioning token
+    seq    = [token, poseEmbedding(x_t)] + pe[:T+1]                     [T+1, B, d], sequence-first
+    x0_hat = poseFinal(TransformerEncoder(seq)[1:])                     post-norm, GELU, 8 layers
+
+The file reads top to bottom: config, building blocks, the model, then checkpoint loading/saving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from motion_loop.errors import UserError
+
+# Features per frame of each dataset's motion representation (HumanML3D: 22 joints, KIT: 21).
+N_FEATS = {"humanml": 263, "kit": 251}
+MAX_FRAMES = {"humanml": 196, "kit": 196}  # longest training motion (MDM's max_motion_length)
+ARGS_FILE = "args.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class MDMConfig:
+    """Architecture and diffusion settings, as in a checkpoint's ``args.json``.
+
+    Defaults follow the official ``humanml_trans_enc_512`` release. ``ff_size`` and ``num_heads``
+    are not in official args files (MDM hard-codes 1024 and 4); a config may carry them so that a
+    smaller model can be built. Unknown args are kept in ``extra`` and written back by
+    :meth:`to_args`.
+    """
+
+    dataset: str = "humanml"
+    arch: str = "trans_enc"
+    latent_dim: int = 512
+    layers: int = 8
+    ff_size: int = 1024
+    num_heads: int = 4
+    dropout: float = 0.1
+    activation: str = "gelu"
+    text_dim: int = 512  # width of the text embedding (CLIP ViT-B/32)
+    text_encoder_type: str = "clip"
+    cond_mask_prob: float = 0.1
+    mask_frames: bool = False
+    use_ema: bool = False
+    pos_embed_max_len: int = 5000
+    diffusion_steps: int = 1000
+    noise_schedule: str = "cosine"
+    sigma_small: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.arch != "trans_enc":
+            raise UserError(
+                f"MDM arch {self.arch!r} is not supported: only 'trans_enc' checkpoints "
+                "(e.g. humanml_trans_enc_512) can be used"
+            )
+        if self.dataset not in N_FEATS:
+            raise UserError(
+                f"MDM dataset {self.dataset!r} is not supported: use a checkpoint trained on "
+                f"{' or '.join(N_FEATS)}"
+            )
+        if self.latent_dim % self.num_heads or self.latent_dim % 2:
+            raise ValueError(
+                f"latent_dim ({self.latent_dim}) must be even and divisible by num_heads ({self.num_heads})"
+            )
+
+        if self.pos_embed_max_len < self.diffusion_steps:
+            raise ValueError(
+                f"pos_embed_max_len ({self.pos_embed_max_len}) must cover the diffusion steps "
+                f"({self.diffusion_steps}): the step indexes the same sinusoidal table"
+            )
+
+    @property
+    def n_feats(self) -> int:
+        """Features per frame: 263 (HumanML3D) or 251 (KIT)."""
+        return N_FEATS[self.dataset]
+
+    @property
+    def max_frames(self) -> int:
+        """Length of the zero-padded training sequences (196 frames)."""
+        return MAX_FRAMES[self.dataset]
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> "MDMConfig":
+        """The config of an ``args.json`` dict; keys that are not fields go to ``extra``."""
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in args.items() if k in names}
+        extra = {k: v for k, v in args.items() if k not in names}
+        return cls(**known, extra=extra)
+
+    def to_args(self) -> dict[str, Any]:
+        """An ``args.json`` dict (with ``ff_size`` and ``num_heads`` spelled out) that
+        :meth:`from_args` turns back into this config."""
+        args = asdict(self)
+        extra = args.pop("extra")
+        return {**extra, **args}
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks (the module names are the official state-dict prefixes)
+
+
+def sinusoidal_table(length: int, dim: int) -> Tensor:
+    """``pe[p, 2i] = sin(p * w_i)``, ``pe[p, 2i+1] = cos(p * w_i)``, ``w_i = exp(-2i ln(10000) / dim)``
+    (Vaswani et al. 2017), float32, shaped ``[length, 1, dim]`` as MDM stores it."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    # The frequencies in float32, computed as MDM does (float exponent times a float64 constant).
+    div_term = torch.exp(torch.arange(0, dim, 2).float() * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term)
+    return pe[:, None, :]
+
+
+class PositionalEncoding(nn.Module):
+    """Adds ``pe[:L]`` to a sequence-first ``[L, B, d]`` tensor, then dropout."""
+
+    def __init__(self, dim: int, dropout: float, max_len: int):
+        super().__init__()
+        self.dropout = nn.Dropout(p=dropout)
+        self.register_buffer("pe", sinusoidal_table(max_len, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] > self.pe.shape[0]:
+            raise ValueError(f"sequence of {x.shape[0]} tokens exceeds pos_embed_max_len={self.pe.shape[0]}")
+        return self.dropout(x + self.pe[: x.shape[0]])
+
+
+class TimestepEmbedder(nn.Module):
+    """``time_embed(pe[t])``: the integer step indexes the (shared) sinusoidal table; -> ``[1, B, d]``."""
+
+    def __init__(self, dim: int, sequence_pos_encoder: PositionalEncoding):
+        super().__init__()
+        self.sequence_pos_encoder = sequence_pos_encoder  # shared module: its pe appears twice in the state dict
+        self.time_embed = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, timesteps: Tensor) -> Tensor:
+        return self.time_embed(self.sequence_pos_encoder.pe[timesteps]).permute(1, 0, 2)
+
+
+class InputProcess(nn.Module):
+    """``[B, F, 1, T]`` motion -> ``[T, B, d]`` frame tokens."""
+
+    def __init__(self, n_feats: int, dim: int):
+        super().__init__()
+        self.poseEmbedding = nn.Linear(n_feats, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, n_joints, n_feats, n_frames = x.shape
+        return self.poseEmbedding(x.permute(3, 0, 1, 2).reshape(n_frames, batch, n_joints * n_feats))
+
+
+class OutputProcess(nn.Module):
+    """``[T, B, d]`` tokens -> ``[B, F, 1, T]`` motion."""
+
+    def __init__(self, n_feats: int, dim: int):
+        super().__init__()
+        self.n_feats = n_feats
+        self.poseFinal = nn.Linear(dim, n_feats)
+
+    def forward(self, h: Tensor) -> Tensor:
+        n_frames, batch, _ = h.shape
+        return self.poseFinal(h).reshape(n_frames, batch, self.n_feats, 1).permute(1, 2, 3, 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+
+
+class MDM(nn.Module):
+    """MDM ``trans_enc``: ``forward(x [B, F, 1, T], timesteps [B] int, y) -> x0 [B, F, 1, T]``.
+
+    ``y`` holds ``text_embed`` (``[1, B, text_dim]`` as MDM carries it, or ``[B, text_dim]``),
+    optionally ``mask`` (``[B, 1, 1, T]`` bool, True on valid frames; used as a key padding mask
+    only when ``config.mask_frames``, as the official model) and ``uncond`` (True, or a ``[B]``
+    bool tensor: replace the text embedding by zeros, the classifier-free "null" condition).
+    """
+
+    def __init__(self, config: MDMConfig):
+        super().__init__()
+        self.config = config
+        d = config.latent_dim
+        self.input_process = InputProcess(config.n_feats, d)
+        self.sequence_pos_encoder = PositionalEncoding(d, config.dropout, config.pos_embed_max_len)
+        layer = nn.TransformerEncoderLayer(
+            d_model=d,
+            nhead=config.num_heads,
+            dim_feedforward=config.ff_size,
+            dropout=config.dropout,
+            activation=config.activation,
+        )
+        # Sequence-first layers never take PyTorch's nested-tensor fast path; say so to skip its warning.
+        self.seqTransEncoder = nn.TransformerEncoder(layer, num_layers=config.layers, enable_nested_tensor=False)
+        self.embed_timestep = TimestepEmbedder(d, self.sequence_pos_encoder)
+        self.embed_text = nn.Linear(config.text_dim, d)
+        self.output_process = OutputProcess(config.n_feats, d)
+
+    def mask_cond(self, text: Tensor, uncond: bool | Tensor) -> Tensor:
+        """Zero the text embedding ``[1, B, D]`` where unconditional. In training, with no explicit
+        per-sample ``uncond`` tensor, drop each sample's text with probability ``cond_mask_prob``
+        (MDM's classifier-free training; it draws from torch's default generator as MDM does)."""
+        if isinstance(uncond, Tensor):
+            return text * (~uncond.to(device=text.device, dtype=torch.bool)).to(text.dtype)[None, :, None]
+        if uncond:
+            return torch.zeros_like(text)
+        if self.training and self.config.cond_mask_prob > 0:
+            drop = torch.bernoulli(torch.full((text.shape[1],), self.config.cond_mask_prob, device=text.device))
+            return text * (1.0 - drop)[None, :, None]
+        return text
+
+    def forward(self, x: Tensor, timesteps: Tensor, y: dict[str, Any]) -> Tensor:
+        batch, _, _, n_frames = x.shape
+        text = y["text_embed"]
+        text = text[None] if text.ndim == 2 else text  # [1, B, D]
+        emb = self.embed_timestep(timesteps) + self.embed_text(self.mask_cond(text, y.get("uncond", False)))
+
+        seq = torch.cat([emb, self.input_process(x)], dim=0)  # [T+1, B, d]: condition token first
+        seq = self.sequence_pos_encoder(seq)
+        key_padding_mask = None
+        mask = y.get("mask")
+        if self.config.mask_frames and mask is not None and mask.shape[-1] > 1:
+            frame_is_pad = ~mask.reshape(batch, n_frames).to(torch.bool)
+            key_padding_mask = torch.cat([frame_is_pad.new_zeros(batch, 1), frame_is_pad], dim=1)
+        h = self.seqTransEncoder(seq, src_key_padding_mask=key_padding_mask)[1:]  # drop the token
+        return self.output_process(h)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+@dataclass
+class LoadedModel:
+    """A model from :func:`load_model`, with its config, file and (demo checkpoints) the state of
+    the text encoder it was trained with."""
+
+    model: MDM
+    config: MDMConfig
+    path: Path
+    text_encoder_state: dict[str, Tensor] | None = None
+
+
+_IGNORED_PREFIX = "clip_model."  # old releases kept the frozen CLIP inside the checkpoint
+_RECOMPUTED = ("sequence_pos_encoder.pe", "embed_timestep.sequence_pos_encoder.pe")
+_WRAPPER_KEYS = ("model", "model_avg", "text_encoder")
+_FF_KEY = "seqTransEncoder.layers.0.linear1.weight"
+
+
+def read_args(checkpoint: str | Path) -> dict[str, Any]:
+    """The ``args.json`` beside a checkpoint file."""
+    args_path = Path(checkpoint).parent / ARGS_FILE
+    if not args_path.is_file():
+        raise UserError(
+            f"no {ARGS_FILE} beside checkpoint {checkpoint}: keep the {ARGS_FILE} of the checkpoint's "
+            f"release folder next to the .pt file (it gives the architecture and diffusion settings)"
+        )
+    try:
+        args = json.loads(args_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{args_path} is not valid JSON ({err}): restore it from the checkpoint's release") from None
+    if not isinstance(args, dict):
+        raise UserError(f"{args_path} must hold a JSON object of arguments: restore it from the checkpoint's release")
+    return args
+
+
+def _read_checkpoint(path: Path) -> Any:
+    try:
+        # weights_only: a checkpoint is tensors in dicts, so never unpickle arbitrary objects.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch's unpickler raises many kinds on bad bytes; all mean "not readable"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"cannot read checkpoint {path} ({reason[:160]}): the file is truncated or not a torch "
+            f"checkpoint; download the MDM checkpoint again"
+        ) from None
+
+
+def _select_state(obj: Any, path: Path, use_ema: bool) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """The model's state dict (``model_avg`` when ``use_ema``, as MDM) and the optional text-encoder state."""
+    if not isinstance(obj, dict) or not obj:
+        raise UserError(
+            f"{path} is not an MDM checkpoint (expected a state dict or {{'model', 'model_avg'}}): "
+            "pass the model*.pt file of an MDM checkpoint folder"
+        )
+    text_encoder_state = None
+    if isinstance(obj.get("model"), dict):
+        unexpected = [k for k in obj if k not in _WRAPPER_KEYS]
+        if unexpected:
+            raise UserError(
+                f"checkpoint {path} has an unexpected top-level entry {unexpected[0]!r} (allowed: "
+                f"{', '.join(_WRAPPER_KEYS)}): pass an MDM checkpoint"
+            )
+        text_encoder_state = obj.get("text_encoder")
+        state = obj["model_avg"] if use_ema and isinstance(obj.get("model_avg"), dict) else obj["model"]
+    else:
+        state = obj
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)), None)
+    if bad is not None:
+        raise UserError(f"{path} is not an MDM checkpoint: entry {bad!r} is not a tensor; pass an MDM model*.pt file")
+    return state, text_encoder_state
+
+
+def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint") -> None:
+    """Load an official-format state dict strictly: ``clip_model.*`` keys are ignored and the
+    positional tables are recomputed (any stored length); anything else missing, unexpected or
+    mis-shaped raises a :class:`UserError` naming the key."""
+    state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIX) and k not in _RECOMPUTED}
+    expected = {k: v for k, v in model.state_dict().items() if k not in _RECOMPUTED}
+    hint = "check that args.json belongs to this checkpoint"
+    missing = [k for k in expected if k not in state]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"{source} lacks key {missing[0]!r}{more}: {hint}")
+    unexpected = [k for k in state if k not in expected]
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise UserError(f"{source} has unexpected key {unexpected[0]!r}{more}: {hint}")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise UserError(
+                f"{source} key {key!r} has shape {tuple(value.shape)} but the model built from args.json "
+                f"expects {tuple(expected[key].shape)}: {hint}"
+            )
+    model.load_state_dict(state, strict=False)  # strictness checked above; pe buffers stay recomputed
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load an MDM checkpoint (``model*.pt`` with ``args.json`` beside it), in eval mode on ``device``.
+
+    Accepts a plain state dict or ``{'model', 'model_avg'[, 'text_encoder']}`` (``model_avg`` is used
+    when args ``use_ema``). Official args files do not give ``ff_size``; it is then read off the
+    checkpoint (1024 in every official release; MDM hard-codes it).
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: pass the model*.pt file inside it (e.g. {path}/model000200000.pt)")
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint {path} does not exist: pass the path of an MDM model*.pt file "
+            "(e.g. save/humanml_trans_enc_512/model000200000.pt)"
+        )
+    args = read_args(path)
+    state, text_encoder_state = _select_state(_read_checkpoint(path), path, bool(args.get("use_ema", False)))
+    if "ff_size" not in args and _FF_KEY in state:
+        args = {**args, "ff_size": int(state[_FF_KEY].shape[0])}
+    config = MDMConfig.from_args(args)
+    model = MDM(config)
+    load_state(model, state, source=f"checkpoint {path}")
+    return LoadedModel(model.to(device).eval(), config, path, text_encoder_state)
+
+
+def save_model(
+    path: str | Path,
+    model: MDM,
+    *,
+    model_avg: MDM | None = None,
+    text_encoder_state: dict[str, Tensor] | None = None,
+) -> Path:
+    """Save a checkpoint :func:`load_model` reads: the state dict (wrapped as
+    ``{'model', 'model_avg', 'text_encoder'}`` when either extra is given) and ``args.json`` beside it.
+
+    Never overwrites: an existing ``.pt`` is an error, and an existing ``args.json`` must describe
+    the same config (several checkpoints of one run share it).
+    """
+    path = Path(path)
+    if path.exists():
+        raise UserError(f"{path} already exists: choose another file name (checkpoints are never overwritten)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args_path = path.parent / ARGS_FILE
+    args_text = json.dumps(model.config.to_args(), indent=1)
+    if args_path.exists():
+        if MDMConfig.from_args(json.loads(args_path.read_text())) != model.config:
+            raise UserError(f"{args_path} describes another model: save this checkpoint in its own folder")
+    else:
+        args_path.write_text(args_text + "\n")
+    state = model.state_dict()
+    if model_avg is not None or text_encoder_state is not None:
+        state = {"model": state}
+        if model_avg is not None:
+            state["model_avg"] = model_avg.state_dict()
+        if text_encoder_state is not None:
+            state["text_encoder"] = text_encoder_state
+    torch.save(state, path)
+    return path
