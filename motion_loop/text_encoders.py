@@ -1,0 +1,205 @@
+"""Text encoders: prompts -> one embedding per prompt, ``[B, dim]`` float32, for MDM's text token.
+
+Every encoder follows :class:`TextEncoder` and is built by name with :func:`build_text_encoder`;
+a new kind registers its class with ``@register_text_encoder("name")`` in this module.
+
+``"clip"``: the frozen CLIP ViT-B/32 text tower MDM was trained with, run the way MDM runs it
+(HumanML3D tokenization with at most 20 BPE tokens, fp16 weights via ``clip.model.convert_weights``).
+The ``openai-clip`` package's ``__init__`` imports pkg_resources and torchvision (unusable here), so
+its ``model`` and ``simple_tokenizer`` modules are imported through a private package that points
+at the installed ``clip`` folder, without running that ``__init__``. The BPE vocabulary ships in the
+same folder (offline). Torch 2.13 runs the fp16 text transformer on CPU (slower than float32 there,
+but embeddings are computed once per distinct prompt and cached).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from motion_loop.errors import UserError
+
+CLIP_WEIGHTS = Path("~/.cache/clip/ViT-B-32.pt")  # where clip.load caches ViT-B/32
+CLIP_DOWNLOAD_HINT = "run `python prepare/download_clip.py` (or pass the path of ViT-B-32.pt)"
+SOT_TOKEN, EOT_TOKEN = 49406, 49407  # <|startoftext|>, <|endoftext|>
+HUMANML_MAX_TOKENS = 20  # MDM's max_text_len for HumanML3D and KIT
+CLIP_CONTEXT = 77
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What samplers need from a text encoder."""
+
+    dim: int  # width of the embedding
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode(self, prompts: list[str]) -> Tensor:
+        """``[len(prompts), dim]`` float32 embeddings on :attr:`device`."""
+        ...
+
+    def to(self, device: torch.device | str) -> "TextEncoder": ...
+
+
+_REGISTRY: dict[str, Callable[..., TextEncoder]] = {}
+
+
+def register_text_encoder(kind: str) -> Callable[[type], type]:
+    """Class decorator: make ``build_text_encoder(kind, **kwargs)`` construct the class."""
+
+    def register(cls: type) -> type:
+        _REGISTRY[kind] = cls
+        return cls
+
+    return register
+
+
+def text_encoder_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_text_encoder(kind: str, **kwargs) -> TextEncoder:
+    """A text encoder by name (e.g. ``"clip"``, MDM's ``text_encoder_type``); kwargs go to its class."""
+    if kind not in _REGISTRY:
+        raise UserError(f"unknown text encoder {kind!r}: use one of {', '.join(text_encoder_kinds())}")
+    return _REGISTRY[kind](**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLIP
+
+_CLIP_PACKAGE = "_motion_loop_clip"
+
+
+def clip_modules() -> tuple[types.ModuleType, types.ModuleType]:
+    """``(clip.model, clip.simple_tokenizer)`` of the installed openai-clip, imported without
+    running ``clip/__init__.py``."""
+    if _CLIP_PACKAGE not in sys.modules:
+        spec = importlib.util.find_spec("clip")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations or not (Path(locations[0]) / "simple_tokenizer.py").is_file():
+            raise UserError("the openai-clip package is not installed: run `pip install openai-clip==1.0.1`")
+        package = types.ModuleType(_CLIP_PACKAGE)
+        package.__path__ = locations
+        sys.modules[_CLIP_PACKAGE] = package
+    model = importlib.import_module(f"{_CLIP_PACKAGE}.model")
+    tokenizer = importlib.import_module(f"{_CLIP_PACKAGE}.simple_tokenizer")
+    return model, tokenizer
+
+
+class HumanMLTokenizer:
+    """CLIP BPE tokenization as MDM does it for HumanML3D: ``[SOT] + at most 20 BPE tokens + [EOT]``
+    (a longer prompt is cut to 22 tokens and its last kept token replaced by EOT), zero-padded to 77."""
+
+    def __init__(self, max_tokens: int = HUMANML_MAX_TOKENS, context_length: int = CLIP_CONTEXT):
+        if max_tokens + 2 > context_length:
+            raise ValueError(f"max_tokens + 2 = {max_tokens + 2} exceeds the context length {context_length}")
+        self.bpe = clip_modules()[1].SimpleTokenizer()
+        self.max_tokens, self.context_length = max_tokens, context_length
+
+    def __call__(self, prompts: list[str]) -> Tensor:
+        """``[len(prompts), context_length]`` LongTensor."""
+        keep = self.max_tokens + 2
+        tokens = torch.zeros(len(prompts), self.context_length, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids = [SOT_TOKEN, *self.bpe.encode(prompt), EOT_TOKEN]
+            if len(ids) > keep:
+                ids = ids[:keep]
+                ids[-1] = EOT_TOKEN
+            tokens[row, : len(ids)] = torch.tensor(ids)
+        return tokens
+
+
+def read_clip_state(path: Path) -> dict[str, Tensor]:
+    """The state dict of a CLIP weights file: the official TorchScript archive, or a plain state dict."""
+    if not path.is_file():
+        raise UserError(f"CLIP weights {path} not found: {CLIP_DOWNLOAD_HINT}")
+    try:
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    except (RuntimeError, ValueError):
+        pass  # not a TorchScript archive: try a plain state dict
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unpickling failure means the same thing to the user
+        raise UserError(
+            f"cannot read CLIP weights {path} ({type(err).__name__}): the file is truncated or not "
+            f"CLIP; {CLIP_DOWNLOAD_HINT}"
+        ) from None
+    if not isinstance(state, dict) or "text_projection" not in state:
+        raise UserError(f"{path} does not hold CLIP weights (no text_projection): {CLIP_DOWNLOAD_HINT}")
+    return state
+
+
+@register_text_encoder("clip")
+class ClipTextEncoder(nn.Module):
+    """Frozen CLIP text tower; ``encode(prompts) -> [B, 512]`` float32, cached per distinct prompt.
+
+    ``weights``: a ``ViT-B-32.pt`` file (default ``~/.cache/clip/ViT-B-32.pt``, where the official
+    package caches it). Linear/attention weights and the projection are fp16 as in MDM
+    (``convert_weights``); token/positional embeddings and LayerNorms stay float32 and activations
+    run in fp16, exactly as ``CLIP.encode_text``.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        device: torch.device | str = "cpu",
+        max_tokens: int = HUMANML_MAX_TOKENS,
+    ):
+        super().__init__()
+        self.weights = Path(weights if weights is not None else CLIP_WEIGHTS).expanduser()
+        clip_model = clip_modules()[0].build_model(read_clip_state(self.weights))  # fp16, eval, strict load
+        # Keep the text tower only (the vision tower is ~88M parameters MDM never uses).
+        self.token_embedding = clip_model.token_embedding
+        self.positional_embedding = clip_model.positional_embedding
+        self.transformer = clip_model.transformer
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+        self.compute_dtype = clip_model.dtype  # fp16: the dtype of the converted weights
+        self.dim = int(self.text_projection.shape[1])
+        self.tokenize = HumanMLTokenizer(max_tokens, context_length=int(self.positional_embedding.shape[0]))
+        self.requires_grad_(False)
+        self.eval()
+        self._cache: dict[str, Tensor] = {}
+        self.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_projection.device
+
+    def to(self, *args, **kwargs) -> "ClipTextEncoder":
+        super().to(*args, **kwargs)
+        self._cache = {prompt: emb.to(self.device) for prompt, emb in self._cache.items()}
+        return self
+
+    def train(self, mode: bool = True) -> "ClipTextEncoder":
+        return super().train(False)  # frozen: always eval
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens: Tensor) -> Tensor:
+        """``CLIP.encode_text``: the EOT position's final feature times the text projection, float32."""
+        x = self.token_embedding(tokens).to(self.compute_dtype)
+        x = x + self.positional_embedding.to(self.compute_dtype)
+        x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # CLIP's transformer is sequence-first
+        x = self.ln_final(x).to(self.compute_dtype)
+        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)] @ self.text_projection
+        return x.float()
+
+    def encode(self, prompts: list[str]) -> Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("encode takes a list of prompts, not one string")
+        new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if new:
+            embeddings = self.encode_tokens(self.tokenize(new).to(self.device))
+            self._cache.update(zip(new, embeddings))
+        if not prompts:
+            return torch.zeros(0, self.dim, device=self.device)
+        return torch.stack([self._cache[p] for p in prompts])
