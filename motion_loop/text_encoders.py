@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -123,7 +124,10 @@ def read_clip_state(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise UserError(f"CLIP weights {path} not found: {CLIP_DOWNLOAD_HINT}")
     try:
-        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        with warnings.catch_warnings():
+            # The official file is TorchScript; torch 2.13 flags torch.jit.load as deprecated.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     except (RuntimeError, ValueError):
         pass  # not a TorchScript archive: try a plain state dict
     try:

@@ -47,6 +47,7 @@ def torchscript_file(tiny_clip, tmp_path_factory):
     text = torch.tensor([[SOT_TOKEN, EOT_TOKEN] + [0] * 75])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
         torch.jit.trace(tiny_clip, (image, text), check_trace=False).save(str(path))
     return path
 
