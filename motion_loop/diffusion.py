@@ -162,8 +162,9 @@ class MDMDenoiser:
     prompt per DiffCollage window; needs ``pieces``) or None (unconditional). An overlap row takes
     its neighbouring windows' embedding when both carry the same one, else the unconditional
     embedding: the overlap's factor is the marginal over the shared frames, and no single prompt
-    describes frames shared by two differently prompted windows, so they get the prior (the choice
-    STMC makes for body parts / time spans no prompt covers). Without ``pieces`` rows are samples
+    describes frames shared by two differently prompted windows, so they get the prior (STMC,
+    Petrovich et al. 2024, does the same: its DiffCollage transition pieces get the empty,
+    unconditional prompt). Without ``pieces`` rows are samples
     and ``lengths [R]`` (optional) gives each row's valid frames; with ``pieces`` they come from
     ``pieces.length``. Returned x0 is 0 on padded frames (the training padding).
 
