@@ -62,6 +62,7 @@ class MDMConfig:
     diffusion_steps: int = 1000
     noise_schedule: str = "cosine"
     sigma_small: bool = True
+    max_motion_length: int | None = None  # longest training motion, when not the dataset's 196
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -93,8 +94,8 @@ class MDMConfig:
 
     @property
     def max_frames(self) -> int:
-        """Length of the zero-padded training sequences (196 frames)."""
-        return MAX_FRAMES[self.dataset]
+        """Longest motion the model was trained on (HumanML3D and KIT: 196 frames)."""
+        return self.max_motion_length or MAX_FRAMES[self.dataset]
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> "MDMConfig":
