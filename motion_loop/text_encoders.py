@@ -74,6 +74,23 @@ def build_text_encoder(kind: str, **kwargs) -> TextEncoder:
     return _REGISTRY[kind](**kwargs)
 
 
+def text_encoder_for(loaded, *, clip_weights: str | Path | None = None, device: torch.device | str = "cpu") -> TextEncoder:
+    """The text encoder a loaded checkpoint (:class:`motion_loop.mdm.LoadedModel`) was trained with.
+
+    ``clip`` (the official models): the frozen CLIP at ``clip_weights`` or in CLIP's cache. Any
+    other kind is trained with the model and carried in the checkpoint (``text_encoder`` entry):
+    its class builds itself with ``from_state(state, config, device)``.
+    """
+    kind = loaded.config.text_encoder_type
+    if kind == "clip":
+        return build_text_encoder("clip", weights=clip_weights, device=device)
+    if kind not in _REGISTRY:
+        raise UserError(f"{loaded.path} uses text encoder {kind!r}, which this version does not know: update motion_loop")
+    if loaded.text_encoder_state is None:
+        raise UserError(f"{loaded.path} has no 'text_encoder' entry for its {kind!r} text encoder: the checkpoint is incomplete")
+    return _REGISTRY[kind].from_state(loaded.text_encoder_state, loaded.config, device)
+
+
 # ----------------------------------------------------------------------------------------------
 # CLIP
 

@@ -1,0 +1,453 @@
+"""``python -m sample``: text to (looping or long) motion, MDM's flags and outputs.
+
+    python -m sample --text_prompt "a person walks forward" --loop
+
+A loop is a DiffCollage cycle of overlapping windows, a motion longer than the model's limit a
+chain; both are sampled with every window and overlap batched into one model call per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from motion_loop.collage import CollageDenoiser, Layout
+from motion_loop.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL_MODEL = Path("save/humanml_trans_enc_512/model000200000.pt")
+DEMO_MODEL = ROOT / "save" / "demo_humanml_trans_enc_128" / "model000060000.pt"
+HUMANML_STATS = Path("dataset/HumanML3D")
+MIN_LOOP_FRAMES = 20  # two windows of 15 frames overlapping by 5: anything shorter is not a motion
+MAX_SECONDS = 600.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints the whole usage otherwise)
+        self.exit(2, f"error: {message} (see python -m sample --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m sample", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("model and prompts (MDM's flags)")
+    g.add_argument("--model_path", type=Path, default=None,
+                   help=f"MDM checkpoint model*.pt with args.json beside it (default: {OFFICIAL_MODEL} when "
+                        "present, else the bundled demo model)")
+    g.add_argument("--text_prompt", default=None, help="the text to animate")
+    g.add_argument("--input_text", type=Path, default=None, help="a text file with one prompt per line")
+    g.add_argument("--num_samples", type=int, default=None,
+                   help="use at most this many prompts of --input_text (default: all; 1 with --text_prompt)")
+    g.add_argument("--num_repetitions", type=int, default=3, help="samples per prompt (default 3)")
+    g.add_argument("--motion_length", type=float, default=6.0,
+                   help="seconds of motion; with --loop the loop's period (default 6.0)")
+    g.add_argument("--guidance_param", type=float, default=2.5,
+                   help="classifier-free guidance scale; 1 disables guidance (default 2.5)")
+    g.add_argument("--seed", type=int, default=10, help="random seed (default 10)")
+    g.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N or a GPU index N (default: cuda when available, else cpu)")
+    g.add_argument("--output_dir", type=Path, default=None,
+                   help="where to write results (default: beside the checkpoint, named as MDM does)")
+    g.add_argument("--batch_size", type=int, default=None,
+                   help="samples sampled together (default: all of them at once)")
+
+    g = p.add_argument_group("loops and long motion (DiffCollage)")
+    g.add_argument("--loop", action=argparse.BooleanOptionalAction, default=False,
+                   help="make a seamless loop whose period is --motion_length")
+    g.add_argument("--collage", choices=("condind", "avg"), default="condind",
+                   help="how windows are combined: condind (windows minus overlaps, DiffCollage) or avg "
+                        "(MultiDiffusion-style averaging) (default condind)")
+    g.add_argument("--window", type=int, default=None, help="window length in frames (default: chosen automatically)")
+    g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
+    g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
+
+    g = p.add_argument_group("sampler")
+    g.add_argument("--sampler", choices=("edm", "ddpm"), default="edm",
+                   help="edm: Heun steps over MDM as an EDM denoiser (fast); ddpm: MDM's own ancestral "
+                        "sampler over every diffusion step (default edm)")
+    g.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40; ddpm uses all model steps)")
+    g.add_argument("--s_churn", type=float, default=0.0,
+                   help="EDM stochastic churn (0 = deterministic ODE; the DiffCollage seed uses 10) (default 0)")
+
+    g = p.add_argument_group("outputs")
+    g.add_argument("--render", action=argparse.BooleanOptionalAction, default=True,
+                   help="render stick-figure videos (default on)")
+    g.add_argument("--loop_repeats", type=int, default=3,
+                   help="a loop's video plays it this many times back to back (default 3)")
+    g.add_argument("--in_place", action=argparse.BooleanOptionalAction, default=False,
+                   help="play loops in place (root held at the origin, heading kept) instead of advancing")
+    g.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
+                   help="write into an existing --output_dir, replacing files of the same names")
+    g.add_argument("--clip_weights", type=Path, default=None,
+                   help="CLIP ViT-B-32.pt for CLIP models (default ~/.cache/clip/ViT-B-32.pt)")
+    g.add_argument("--stats_dir", type=Path, default=None,
+                   help="folder with HumanML3D Mean.npy/Std.npy (default: the checkpoint's folder if it has "
+                        f"them, else {HUMANML_STATS})")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation: everything the user can get wrong fails here, before any model is loaded
+
+
+def read_prompts(args) -> list[str]:
+    if (args.text_prompt is None) == (args.input_text is None):
+        raise UserError("give exactly one of --text_prompt \"...\" or --input_text FILE")
+    if args.text_prompt is not None:
+        prompts = [args.text_prompt.strip()]
+        if not prompts[0]:
+            raise UserError("the text prompt is empty: describe the motion, e.g. --text_prompt \"a person walks forward\"")
+    else:
+        path = args.input_text
+        if not path.is_file():
+            raise UserError(f"--input_text file {path} does not exist: pass a text file with one prompt per line")
+        try:
+            prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise UserError(f"--input_text file {path} is not UTF-8 text: pass a text file with one prompt per line") from None
+        if not prompts:
+            raise UserError(f"--input_text file {path} has no prompts: write one prompt per line")
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise UserError(f"--num_samples must be at least 1, got {args.num_samples}")
+        prompts = prompts[: args.num_samples]
+    return prompts
+
+
+def check_numbers(args) -> None:
+    def positive(name, value, kind="number"):
+        if value is not None and not value > 0:
+            raise UserError(f"--{name} must be a positive {kind}, got {value}")
+
+    positive("num_repetitions", args.num_repetitions, "integer")
+    positive("batch_size", args.batch_size, "integer")
+    positive("steps", args.steps, "integer")
+    positive("loop_repeats", args.loop_repeats, "integer")
+    positive("window", args.window, "number of frames")
+    positive("overlap", args.overlap, "number of frames")
+    positive("num_windows", args.num_windows, "integer")
+    if not math.isfinite(args.motion_length) or args.motion_length <= 0:
+        raise UserError(f"--motion_length must be a positive number of seconds, got {args.motion_length}")
+    if args.motion_length > MAX_SECONDS:
+        raise UserError(f"--motion_length {args.motion_length} s is longer than {MAX_SECONDS:.0f} s: ask for less")
+    if not math.isfinite(args.guidance_param) or args.guidance_param < 0:
+        raise UserError(f"--guidance_param must be >= 0, got {args.guidance_param}")
+    if not math.isfinite(args.s_churn) or args.s_churn < 0:
+        raise UserError(f"--s_churn must be >= 0, got {args.s_churn}")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = f"cuda:{name}" if name.isdigit() else name
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}: use cpu, cuda, cuda:N or a GPU index") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name} asked for, but CUDA is not available here: use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device {name} does not exist ({torch.cuda.device_count()} GPUs): pick another index")
+    elif device.type != "cpu":
+        raise UserError(f"device {name!r} is not supported: use cpu, cuda, cuda:N or a GPU index")
+    return device
+
+
+def resolve_model_path(path: Path | None) -> tuple[Path, str]:
+    """The checkpoint to use and a word on why."""
+    if path is not None:
+        return path, "given"
+    if OFFICIAL_MODEL.is_file():
+        return OFFICIAL_MODEL, "official MDM weights"
+    if DEMO_MODEL.is_file():
+        return DEMO_MODEL, "bundled demo model (official weights: python prepare/download_mdm.py)"
+    raise UserError(f"no model found: pass --model_path, or run python prepare/download_mdm.py for {OFFICIAL_MODEL}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Loop and chain layouts
+
+
+def choose_layout(frames: int, max_window: int, loop: bool, window: int | None = None,
+                  overlap: int | None = None, num_windows: int | None = None) -> Layout | None:
+    """The DiffCollage layout for a ``frames``-frame motion (None: one plain window suffices).
+
+    Automatic choice: the fewest windows (at least two for a loop) whose length fits
+    ``max_window`` with an overlap of half the stride (a third of the window). A loop's period is
+    ``n * stride``, so it is rounded to a multiple of the number of windows (by at most n/2 frames);
+    a chain is made at least ``frames`` long and the caller crops it. ``window``, ``overlap`` and
+    ``num_windows`` override the automatic values.
+    """
+    given = window is not None or overlap is not None or num_windows is not None
+    if not loop and not given and frames <= max_window:
+        return None
+    if window is not None and overlap is not None and not 0 < 2 * overlap <= window:
+        raise UserError(f"--overlap {overlap} must be at most half of --window {window}")
+    if window is not None and window > max_window:
+        raise UserError(f"--window {window} is longer than the model's {max_window}-frame limit: use at most {max_window}")
+    if num_windows is not None:
+        counts = [num_windows]
+    elif window is not None and overlap is not None and window > overlap:  # the stride is fixed
+        stride = window - overlap
+        counts = [max(2, round(frames / stride))] if loop else [max(1, math.ceil((frames - overlap) / stride))]
+    else:
+        counts = range(2 if loop else 1, frames + 1)
+    for n in counts:
+        if window is not None and overlap is not None:
+            stride = window - overlap
+        elif loop:
+            stride = round(frames / n)
+        else:  # n * stride + overlap >= frames with overlap ~ stride / 2
+            stride = math.ceil((frames - (overlap or 0)) / (n + (0 if overlap else 0.5)))
+        o = overlap if overlap is not None else (window - stride if window is not None else max(1, stride // 2))
+        try:
+            layout = Layout(stride + o, o, n, cyclic=loop)
+        except ValueError:
+            continue
+        if layout.window <= max_window and (loop or layout.length >= frames):
+            return layout
+    kind = "loop" if loop else "motion"
+    raise UserError(
+        f"no layout of windows of at most {max_window} frames makes a {frames}-frame {kind}"
+        f"{_describe(window, overlap, num_windows)}: change --motion_length"
+        f"{' or the --window/--overlap/--num_windows overrides' if given else ''}"
+    )
+
+
+def _describe(window, overlap, num_windows) -> str:
+    parts = [f"{name} {v}" for name, v in (("window", window), ("overlap", overlap), ("num_windows", num_windows))
+             if v is not None]
+    return f" with {', '.join(parts)}" if parts else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Model, text encoder, statistics, output folder
+
+
+def load_stats(stats_dir: Path | None, model_path: Path):
+    from motion_loop.humanml import Normalizer
+
+    if stats_dir is None:
+        stats_dir = model_path.parent if (model_path.parent / "Mean.npy").is_file() else HUMANML_STATS
+    return Normalizer.from_dir(stats_dir), stats_dir
+
+
+def default_output_dir(model_path: Path, seed: int, prompts_from: str) -> Path:
+    """MDM's name: ``<ckpt dir>/samples_<ckpt dir name>_<ckpt number>_seed<seed>_<prompt>``."""
+    niter = model_path.name.replace("model", "").replace(".pt", "")
+    tag = re.sub(r"[^A-Za-z0-9_-]+", "", prompts_from.replace(" ", "_"))[:80]
+    name = f"samples_{model_path.parent.name}_{niter}_seed{seed}" + (f"_{tag}" if tag else "")
+    return model_path.parent / name
+
+
+def resolve_output_dir(args, model_path: Path) -> Path:
+    """Never touches what exists: an explicit folder that is not empty needs --overwrite, a default
+    name that is taken gets a numbered sibling."""
+    if args.output_dir is not None:
+        out = args.output_dir
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--output_dir {out} is a file: pass a folder")
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            raise UserError(f"--output_dir {out} already has files: pass --overwrite to replace ours, or another folder")
+        return out
+    source = args.text_prompt if args.text_prompt is not None else args.input_text.stem
+    out = default_output_dir(model_path, args.seed, source)
+    candidate, k = out, 2
+    while candidate.exists() and not (args.overwrite and candidate == out):
+        candidate, k = out.with_name(f"{out.name}_{k}"), k + 1
+    return candidate
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+
+
+@dataclass
+class Plan:
+    """What one run makes: prompts, repetitions, frames and the DiffCollage layout (if any)."""
+
+    prompts: list[str]
+    repetitions: int
+    frames: int  # frames per motion (a loop's period)
+    layout: Layout | None
+    loop: bool
+    fps: float
+
+    @property
+    def texts(self) -> list[str]:
+        """One prompt per motion in MDM's order (index = rep * N + sample)."""
+        return [self.prompts[i % len(self.prompts)] for i in range(len(self.prompts) * self.repetitions)]
+
+    def describe(self) -> str:
+        seconds = f"{self.frames / self.fps:.2f} s ({self.frames} frames)"
+        if self.layout is None:
+            return f"{seconds}, one window"
+        lay = self.layout
+        kind = "loop" if self.loop else "chain"
+        return f"{seconds} {kind} of {lay.n_windows} windows of {lay.window} frames overlapping by {lay.overlap}"
+
+
+def sample_features(plan: Plan, denoiser, text_embed: torch.Tensor, generator: torch.Generator, *,
+                    sampler: str, steps: int, s_churn: float, collage: str, progress: bool) -> tuple[torch.Tensor, int]:
+    """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps."""
+    from motion_loop.diffusion import ddpm_sample, vp_model_fn
+    from motion_loop.sampling import sample_heun
+
+    device = text_embed.device
+    length = plan.layout.length if plan.layout is not None else plan.frames
+    shape = (text_embed.shape[0], denoiser.config.n_feats, 1, length)
+    full = CollageDenoiser(denoiser, plan.layout, collage) if plan.layout is not None else denoiser
+    if sampler == "ddpm":
+        abar = denoiser.alphas_cumprod
+        x0 = ddpm_sample(vp_model_fn(full, abar, text_embed=text_embed), shape, abar,
+                         generator=generator, device=device, progress=progress)
+        n_steps = len(abar)
+    else:
+        sigmas = denoiser.sigmas(steps).to(device)
+        x = sigmas[0].to(torch.float32) * torch.randn(shape, generator=generator, device=device)
+        x0 = sample_heun(full, x, sigmas, cond={"text_embed": text_embed}, s_churn=s_churn,
+                         generator=generator, progress=progress)
+        n_steps = len(sigmas) - 1
+    return x0[..., : plan.frames], n_steps
+
+
+def decode(features: torch.Tensor, normalizer) -> tuple[np.ndarray, np.ndarray]:
+    """HumanML3D features and joint positions ``[B, T, 22, 3]`` of normalized ``[B, 263, 1, T]``."""
+    from motion_loop.humanml import recover_from_ric
+
+    raw = normalizer.denormalize(features[:, :, 0].transpose(1, 2).float().cpu().numpy())
+    return raw, recover_from_ric(raw)
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+
+
+def run(args) -> dict:
+    from motion_loop.diffusion import MDMDenoiser
+    from motion_loop.mdm import load_model
+    from motion_loop.text_encoders import text_encoder_for
+
+    prompts = read_prompts(args)
+    check_numbers(args)
+    device = resolve_device(args.device)
+    model_path, why = resolve_model_path(args.model_path)
+    output_dir = resolve_output_dir(args, model_path)
+    loaded = load_model(model_path, device)
+    config = loaded.config
+    if config.dataset != "humanml":
+        raise UserError(f"{model_path} is a {config.dataset} model: python -m sample decodes HumanML3D (263-feature) models")
+    print(f"model: {model_path} ({why})")
+    fps = 20.0
+    requested = max(1, round(args.motion_length * fps))
+    if args.loop and requested < MIN_LOOP_FRAMES:
+        raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
+    layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
+    plan = Plan(prompts, args.num_repetitions, layout.length if args.loop else requested, layout, args.loop, fps)
+    if args.loop and plan.frames != requested:
+        print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
+    normalizer, stats_dir = load_stats(args.stats_dir, model_path)
+    text_encoder = text_encoder_for(loaded, clip_weights=args.clip_weights, device=device)
+
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
+    generator = torch.Generator(device).manual_seed(args.seed)
+    texts = plan.texts
+    batch_size = args.batch_size or len(texts)
+    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler")
+    started = time.perf_counter()
+    features, joints = [], []
+    with torch.inference_mode():
+        for first in range(0, len(texts), batch_size):
+            chunk = texts[first: first + batch_size]
+            x0, n_steps = sample_features(plan, denoiser, text_encoder.encode(chunk).to(device), generator,
+                                          sampler=args.sampler, steps=args.steps, s_churn=args.s_churn,
+                                          collage=args.collage, progress=args.progress)
+            raw, positions = decode(x0, normalizer)
+            features.append(raw)
+            joints.append(positions)
+    features, joints = np.concatenate(features), np.concatenate(joints)
+    sampling_s = time.perf_counter() - started
+
+    seams = None
+    if args.loop:
+        from motion_loop.metrics import loop_seam_report
+
+        seams = [loop_seam_report(j, fps).to_dict() for j in joints]
+    metadata = {
+        "prompts": prompts,
+        "texts": texts,
+        "model_path": str(model_path),
+        "model": why,
+        "model_args": config.to_args(),
+        "stats_dir": str(stats_dir),
+        "sampler": args.sampler,
+        "steps": n_steps,
+        "s_churn": args.s_churn if args.sampler == "edm" else None,
+        "guidance_param": args.guidance_param,
+        "seed": args.seed,
+        "device": str(device),
+        "fps": fps,
+        "motion_length_requested": args.motion_length,
+        "frames": plan.frames,
+        "loop": args.loop,
+        "layout": None if layout is None else {
+            "window": layout.window, "overlap": layout.overlap, "n_windows": layout.n_windows,
+            "cyclic": layout.cyclic, "collage": args.collage},
+        "seam_reports": seams,
+        "sampling_seconds": round(sampling_s, 3),
+        "torch": torch.__version__,
+    }
+    return _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s)
+
+
+def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s) -> dict:
+    from motion_loop.results import save_results, write_atomic
+
+    started = time.perf_counter()
+    written = save_results(
+        output_dir, list(joints), plan.texts, num_samples=len(plan.prompts), num_repetitions=plan.repetitions,
+        metadata=metadata, videos=args.render, loop_cycles=args.loop_repeats if args.loop else 1,
+        in_place=args.in_place, fps=plan.fps, overwrite=args.overwrite, progress=args.progress,
+    )
+    written["features.npy"] = write_atomic(output_dir / "features.npy",
+                                           lambda tmp: np.save(tmp, features.astype(np.float32)),
+                                           overwrite=args.overwrite)
+    rendering_s = time.perf_counter() - started
+
+    videos = sorted(name for name in written if name.endswith((".mp4", ".gif")))
+    print(f"wrote {len(joints)} motion(s) to {output_dir}")
+    print(f"  results.npy (joints), features.npy (HumanML3D features), run.json, {len(videos)} video(s)"
+          + (f": {', '.join(videos[:4])}{' ...' if len(videos) > 4 else ''}" if videos else ""))
+    if seams:
+        med = {k: float(np.median([s[k] for s in seams])) for k in ("velocity_ratio", "acceleration_ratio", "jerk_ratio")}
+        print(f"  loop seam vs interior (1 = invisible): velocity {med['velocity_ratio']:.2f}, "
+              f"acceleration {med['acceleration_ratio']:.2f}, jerk {med['jerk_ratio']:.2f} (median of {len(seams)})")
+    print(f"  sampling {sampling_s:.1f} s, writing{' and rendering' if args.render else ''} {rendering_s:.1f} s")
+    return {"output_dir": output_dir, "written": written, "metadata": metadata}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: files already moved into place are complete, nothing else was written", file=sys.stderr)
+        return 130
+    return 0
