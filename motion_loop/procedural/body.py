@@ -18,7 +18,10 @@ X, Y, Z = np.eye(3)
 
 # Toe joint ("foot", the ball of the foot) relative to the ankle of a flat foot: 5 cm lower, forward.
 _FOOT_DIRECTION = np.array([0.0, -0.05, 0.134])
-HIP_DROP = 0.075  # both hip joints this far below the pelvis joint at rest
+# HumanML3D's left leg is 1 cm longer than its right: the left hip sits that much higher, so both
+# legs reach the floor from a level pelvis (mean drop 7.5 cm below the pelvis joint).
+_LEG_DIFFERENCE = (BONE_LENGTHS[4] + BONE_LENGTHS[7]) - (BONE_LENGTHS[5] + BONE_LENGTHS[8])
+HIP_DROP = {"left": 0.075 - _LEG_DIFFERENCE / 2, "right": 0.075 + _LEG_DIFFERENCE / 2}
 
 
 def _unit(v):
@@ -26,9 +29,9 @@ def _unit(v):
     return v / np.linalg.norm(v)
 
 
-def _hip_offset(length: float, side: float) -> np.ndarray:
-    # Same height for both hips although HumanML3D's two hip bones differ by 7 mm.
-    return np.array([side * np.sqrt(length**2 - HIP_DROP**2), -HIP_DROP, 0.0])
+def _hip_offset(length: float, side: str) -> np.ndarray:
+    sign = 1.0 if side == "left" else -1.0
+    return np.array([sign * np.sqrt(length**2 - HIP_DROP[side] ** 2), -HIP_DROP[side], 0.0])
 
 
 _REST_DIRECTIONS = {
@@ -51,8 +54,8 @@ _REST_DIRECTIONS = {
 
 def _rest_offsets() -> np.ndarray:
     offsets = np.zeros((NUM_JOINTS, 3))
-    offsets[1] = _hip_offset(BONE_LENGTHS[1], +1.0)
-    offsets[2] = _hip_offset(BONE_LENGTHS[2], -1.0)
+    offsets[1] = _hip_offset(BONE_LENGTHS[1], "left")
+    offsets[2] = _hip_offset(BONE_LENGTHS[2], "right")
     for joint, direction in _REST_DIRECTIONS.items():
         offsets[joint] = BONE_LENGTHS[joint] * _unit(direction)
     return offsets

@@ -17,6 +17,12 @@ def min_jerk(x):
     return x**3 * (10 + x * (-15 + 6 * x))
 
 
+def launch(x, slope=0.5):
+    """Cubic from 0 to 1 on [0, 1] leaving with ``slope`` and arriving with zero slope (clamped)."""
+    x = np.clip(x, 0.0, 1.0)
+    return slope * (x - 2 * x**2 + x**3) + 3 * x**2 - 2 * x**3
+
+
 def early_bump(x):
     """A bump on [0, 1] with zero slope at both ends, peak 1 at x = 0.4 (x^2 (1-x)^3, scaled)."""
     x = np.clip(x, 0.0, 1.0)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from motion_loop.procedural.body import ANKLE_HEIGHT, FOOT_OFFSET, HEEL_BACK, Foot, apply, rot_x, rot_y
-from motion_loop.procedural.curves import early_bump, min_jerk, smoothstep
+from motion_loop.procedural.curves import early_bump, launch, min_jerk, smoothstep
 
 TOE_TIP = 0.05  # toe tips lie this far ahead of the toe joint (the ball of the foot)
 Anchor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -131,6 +131,8 @@ class Steps:
     swing_settle: float = 0.08                # fraction of swing spent setting the foot down
     ball_roll: float = 0.6                    # pitch beyond which the foot rolls onto its toe tips
     swing_reach: float = 0.0                  # swing foot pushed this far forward at its highest
+    travel_shape: Callable = min_jerk         # progress of the swing foot from foothold to foothold
+    roll_speed: float = 0.0                   # pitch rate at lift-off (0: the heel rise eases out)
 
     def __post_init__(self):
         self.land = np.atleast_1d(np.asarray(self.land, dtype=np.float64))
@@ -180,8 +182,9 @@ class Steps:
         p_land_next = _per_step(self.pitch_land, k_next)
 
         tau = np.clip((t - land) / (lift - land), 0.0, 1.0)
+        # The heel still rises briskly at lift-off (launch), as the knee flexes into the swing.
         pitch_st = p_land * (1 - smoothstep(tau / self.load)) \
-            + p_off * smoothstep((tau - (1 - self.roll)) / self.roll)
+            + p_off * (1 - launch(1 - (tau - (1 - self.roll)) / self.roll, self.roll_speed))
         ankle_st, rot_st, _ = self.stance_pose(n, pitch_st)
 
         swing_len = np.maximum(next_land - lift, 1e-9)
@@ -190,7 +193,7 @@ class Steps:
         a1, _, yaw1 = self.stance_pose(n + 1, p_land_next)
         # The foot leaves the floor before it travels and arrives above its foothold before it
         # touches down, so the toes do not drag.
-        w = min_jerk((sigma - self.swing_delay) / (1 - self.swing_delay - self.swing_settle))
+        w = self.travel_shape((sigma - self.swing_delay) / (1 - self.swing_delay - self.swing_settle))
         yaw = yaw0 + wrap_angle(yaw1 - yaw0) * w
         pitch_sw = p_off + (p_land_next - p_off) * smoothstep(
             (sigma - self.swing_delay) / (self.swing_pitch_end - self.swing_delay))

@@ -19,7 +19,7 @@ from motion_loop.procedural.body import (
     ANKLE_HEIGHT, BONE_LENGTHS, FOOT_OFFSET, LEG_JOINTS, SIDE_SIGN, SIDES, X, Y, Z, Foot, Pose, apply, arm_ik, assemble,
     height_headroom, hip_positions, normalize, rot_x, rot_y, rot_z, shoulder_in_chest,
 )
-from motion_loop.procedural.curves import beta_bump, bump, hermite, smoothstep
+from motion_loop.procedural.curves import beta_bump, bump, hermite, launch, smoothstep
 from motion_loop.procedural.gait import Steps, Twist, fixed_anchor, path_anchor
 
 G = 9.81
@@ -172,7 +172,7 @@ def _gait(p, t, path, feet_kw):
 
 
 def _quick_lift(x):
-    return beta_bump(x, 2.0, 5.0)
+    return beta_bump(x, 1.6, 4.5)
 
 
 def _run_lift(x):
@@ -184,7 +184,7 @@ def _walk_common(rng, speed):
     return dict(
         speed=speed, cadence=cadence, duty=0.64 - 0.05 * (speed - 0.8), phase=_u(rng, 0, 1),
         half_width=_u(rng, 0.045, 0.075), toe_out=_u(rng, 3, 10) * DEG,
-        pitch_land=-_u(rng, 17, 24) * DEG, pitch_off=_u(rng, 50, 60) * DEG,
+        pitch_land=-_u(rng, 17, 24) * DEG, pitch_off=_u(rng, 55, 65) * DEG,
         clearance=_u(rng, 0.045, 0.06) + 0.035 * speed, reach=_u(rng, 0.997, 0.999),
         plant_at=_u(rng, 0.36, 0.42) - 0.05 * max(0.0, speed - 1.2),
         bob=_u(rng, 0.012, 0.022), sway=_u(rng, 0.015, 0.03),
@@ -197,7 +197,8 @@ def _walk_common(rng, speed):
 
 def _walk_feet(p):
     return dict(pitch_land=p["pitch_land"], pitch_off=p["pitch_off"], clearance=p["clearance"],
-                load=0.15, roll=0.45, plant_at=p["plant_at"], lift_shape=_quick_lift, ball_roll=35 * DEG)
+                load=0.15, roll=0.5, plant_at=p["plant_at"], lift_shape=_quick_lift, ball_roll=28 * DEG,
+                swing_delay=0.04, swing_settle=0.1, travel_shape=launch)
 
 
 def walk_params(rng):
@@ -708,7 +709,7 @@ def sidestep_params(rng):
     bpm = _u(rng, 95, 130)
     return dict(
         beat=60.0 / bpm, bpm=bpm, width=_u(rng, 0.3, 0.55), together=_u(rng, 0.08, 0.11),
-        bounce=_u(rng, 0.02, 0.05), clearance=_u(rng, 0.09, 0.14), arms=_pick(rng, ["swing", "clap"]),
+        bounce=_u(rng, 0.02, 0.05), clearance=_u(rng, 0.07, 0.11), arms=_pick(rng, ["swing", "clap"]),
         start=_pick(rng, ["right", "left"]), phase=_u(rng, 0, 1), sway=_u(rng, 3, 8) * DEG,
         toe_out=_u(rng, 5, 15) * DEG, period=4 * 60.0 / bpm, pace="fast" if bpm > 115 else "relaxed",
     )
