@@ -1,0 +1,218 @@
+"""End-to-end tests of ``python -m sample`` with a tiny random-weight model (no downloads)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from motion_loop import generate
+from motion_loop.collage import Layout
+from motion_loop.errors import UserError
+from motion_loop.generate import choose_layout, main
+from motion_loop.mdm import MDM, MDMConfig, save_model
+from motion_loop.text_encoders import clip_modules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny CLIP-conditioned MDM folder (args.json, weights, Mean/Std) and tiny CLIP weights."""
+    folder = tmp_path_factory.mktemp("tiny_mdm")
+    torch.manual_seed(0)
+    config = MDMConfig(latent_dim=32, layers=1, ff_size=64, num_heads=2, mask_frames=True,
+                       diffusion_steps=50, max_motion_length=60)
+    model_path = save_model(folder / "ckpt" / "model000000007.pt", MDM(config))
+    rng = np.random.default_rng(0)
+    np.save(folder / "ckpt" / "Mean.npy", (0.1 * rng.standard_normal(263)).astype(np.float32))
+    np.save(folder / "ckpt" / "Std.npy", (0.05 + 0.1 * rng.random(263)).astype(np.float32))
+    clip_model, _ = clip_modules()
+    clip = clip_model.CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
+                           vision_patch_size=16, context_length=77, vocab_size=49408,
+                           transformer_width=64, transformer_heads=1, transformer_layers=1)
+    clip_model.convert_weights(clip)
+    torch.save(clip.state_dict(), folder / "clip.pt")
+    return {"model": model_path, "clip": folder / "clip.pt", "folder": folder}
+
+
+def cli(tiny, *extra, model=None):
+    return ["--model_path", str(model or tiny["model"]), "--clip_weights", str(tiny["clip"]),
+            "--steps", "4", "--no-progress", *extra]
+
+
+def run_ok(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+def run_error(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_loop_writes_results_video_and_seam_report(tiny, tmp_path, capsys):
+    out_dir = tmp_path / "loop"
+    out = run_ok(cli(tiny, "--text_prompt", "a person walks forward", "--loop", "--motion_length", "3",
+                     "--num_repetitions", "2", "--loop_repeats", "2", "--output_dir", str(out_dir)), capsys)
+    results = np.load(out_dir / "results.npy", allow_pickle=True).item()
+    assert results["motion"].shape == (2, 22, 3, 60)
+    assert results["text"] == ["a person walks forward"] * 2
+    assert list(results["lengths"]) == [60, 60]
+    assert (results["num_samples"], results["num_repetitions"]) == (1, 2)
+    assert np.isfinite(results["motion"]).all()
+    assert np.load(out_dir / "features.npy").shape == (2, 60, 263)
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["loop"] is True and run["layout"]["cyclic"] is True
+    layout = Layout(run["layout"]["window"], run["layout"]["overlap"], run["layout"]["n_windows"], True)
+    assert layout.length == 60 and layout.window <= 60
+    assert len(run["seam_reports"]) == 2 and run["seam_reports"][0]["velocity_ratio"] > 0
+    assert run["sampler"] == "edm" and run["seed"] == 10
+    videos = sorted(p.name for p in out_dir.glob("sample*_rep*.*"))
+    assert videos[:2] == ["sample00_rep00.mp4", "sample00_rep01.mp4"]
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(out_dir / "sample00_rep00.mp4"))
+    meta = next(reader)
+    assert sum(1 for _ in reader) == 2 * 60  # two cycles of the loop, nothing dropped or doubled
+    assert meta["fps"] == 20
+    assert "loop seam" in out and str(out_dir) in out
+
+
+def test_long_motion_is_a_chain_of_windows(tiny, tmp_path, capsys):
+    out_dir = tmp_path / "long"
+    run_ok(cli(tiny, "--text_prompt", "someone runs", "--motion_length", "7.5", "--num_repetitions", "1",
+               "--no-render", "--output_dir", str(out_dir)), capsys)
+    results = np.load(out_dir / "results.npy", allow_pickle=True).item()
+    assert results["motion"].shape == (1, 22, 3, 150)  # 7.5 s at 20 fps, past the model's 60 frames
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["layout"]["cyclic"] is False and run["layout"]["n_windows"] >= 3
+    assert run["seam_reports"] is None
+    assert not list(out_dir.glob("*.mp4"))
+
+
+def test_input_text_batches_and_ddpm_sampler(tiny, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a person jumps\n\nsomeone waves\na man squats\n")
+    out_dir = tmp_path / "ddpm"
+    run_ok(cli(tiny, "--input_text", str(prompts), "--num_samples", "2", "--num_repetitions", "2",
+               "--motion_length", "2", "--sampler", "ddpm", "--batch_size", "3", "--no-render",
+               "--output_dir", str(out_dir)), capsys)
+    results = np.load(out_dir / "results.npy", allow_pickle=True).item()
+    assert results["text"] == ["a person jumps", "someone waves"] * 2
+    assert results["motion"].shape == (4, 22, 3, 40)
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["sampler"] == "ddpm" and run["steps"] == 50 and run["layout"] is None
+    assert (out_dir / "results.txt").read_text().splitlines() == results["text"]
+
+
+def test_same_seed_same_motion_and_default_folder_is_never_reused(tiny, capsys):
+    argv = cli(tiny, "--text_prompt", "a person walks.", "--motion_length", "2", "--num_repetitions", "1",
+               "--no-render", "--s_churn", "5")
+    run_ok(argv, capsys)
+    run_ok(argv, capsys)
+    first = tiny["model"].parent / "samples_ckpt_000000007_seed10_a_person_walks"
+    second = first.with_name(first.name + "_2")
+    assert first.is_dir() and second.is_dir()
+    a = np.load(first / "results.npy", allow_pickle=True).item()["motion"]
+    b = np.load(second / "results.npy", allow_pickle=True).item()["motion"]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_existing_output_dir_needs_overwrite_and_keeps_user_files(tiny, tmp_path, capsys):
+    out_dir = tmp_path / "mine"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("keep me")
+    argv = cli(tiny, "--text_prompt", "a person walks", "--motion_length", "2", "--num_repetitions", "1",
+               "--no-render", "--output_dir", str(out_dir))
+    assert "already has files" in run_error(argv, capsys)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["notes.txt"]
+    run_ok(argv + ["--overwrite"], capsys)
+    assert (out_dir / "notes.txt").read_text() == "keep me"
+    assert (out_dir / "results.npy").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--text_prompt", "   "], "prompt is empty"),
+        (["--text_prompt", "a", "--motion_length", "0"], "positive number of seconds"),
+        (["--text_prompt", "a", "--motion_length", "-3"], "positive number of seconds"),
+        (["--text_prompt", "a", "--motion_length", "nan"], "positive number of seconds"),
+        (["--text_prompt", "a", "--loop", "--motion_length", "0.5"], "too short"),
+        (["--text_prompt", "a", "--loop", "--window", "500"], "limit"),
+        (["--text_prompt", "a", "--loop", "--window", "40", "--overlap", "30"], "half"),
+        (["--text_prompt", "a", "--num_repetitions", "0"], "num_repetitions"),
+        (["--text_prompt", "a", "--steps", "-1"], "steps"),
+        (["--text_prompt", "a", "--device", "tpu"], "device"),
+        (["--input_text", "/nonexistent/prompts.txt"], "does not exist"),
+        ([], "exactly one of"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(tiny, tmp_path, capsys, extra, message):
+    line = run_error(cli(tiny, *extra, "--output_dir", str(tmp_path / "out")), capsys)
+    assert message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_and_broken_models_and_weights(tiny, tmp_path, capsys):
+    argv = ["--text_prompt", "a person walks", "--no-progress", "--output_dir", str(tmp_path / "out")]
+    assert "does not exist" in run_error(["--model_path", str(tmp_path / "nope.pt"), *argv], capsys)
+    lonely = tmp_path / "lonely" / "model000000001.pt"
+    lonely.parent.mkdir()
+    lonely.write_bytes(tiny["model"].read_bytes())
+    assert "args.json" in run_error(["--model_path", str(lonely), *argv], capsys)
+    assert "download_clip" in run_error(["--model_path", str(tiny["model"]), "--clip_weights",
+                                         str(tmp_path / "ViT-B-32.pt"), *argv], capsys)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    assert "no prompts" in run_error(cli(tiny, "--input_text", str(empty)), capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_statistics_name_the_fix(tiny, tmp_path, capsys):
+    line = run_error(cli(tiny, "--text_prompt", "a", "--stats_dir", str(tmp_path / "none"),
+                         "--output_dir", str(tmp_path / "out")), capsys)
+    assert "download_humanml_stats" in line
+
+
+def test_bad_flag_is_one_line_via_the_real_command(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "sample", "--text_prompt", "x", "--loop", "maybe"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+
+
+def test_choose_layout():
+    assert choose_layout(100, 196, loop=False) is None
+    loop = choose_layout(120, 196, loop=True)
+    assert loop.cyclic and loop.length == 120 and loop.n_windows == 2 and loop.window <= 196
+    assert choose_layout(121, 196, loop=True).length == 120  # rounded to a multiple of the windows
+    long = choose_layout(1200, 196, loop=False)
+    assert not long.cyclic and long.length >= 1200 and long.window <= 196
+    assert choose_layout(120, 196, loop=True, window=60, overlap=20) == Layout(60, 20, 3, True)
+    assert choose_layout(120, 196, loop=True, num_windows=4).n_windows == 4
+    with pytest.raises(UserError, match="limit"):
+        choose_layout(120, 60, loop=True, window=90)
+    for frames in range(20, 400, 7):  # every loop length finds a layout within the model's limit
+        layout = choose_layout(frames, 60, loop=True)
+        assert abs(layout.length - frames) <= layout.n_windows / 2 and layout.window <= 60
+
+
+def test_default_model_prefers_official_weights(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    official = tmp_path / generate.OFFICIAL_MODEL
+    if generate.DEMO_MODEL.is_file():
+        assert generate.resolve_model_path(None) == (generate.DEMO_MODEL, generate.resolve_model_path(None)[1])
+    official.parent.mkdir(parents=True)
+    official.write_bytes(b"")
+    assert generate.resolve_model_path(None)[0] == generate.OFFICIAL_MODEL
