@@ -95,14 +95,17 @@ def _fitted(build, period, t, reach, samples=48):
     return assemble(pose[0] if isinstance(pose, tuple) else pose)
 
 
-def _spine(pose, yaw=0.0, lean=0.0, roll=0.0, head_pitch=None):
-    """Spread a chest rotation over the three spine joints; the head keeps looking ahead."""
+def _spine(pose, yaw=0.0, lean=0.0, roll=0.0, head_pitch=None, head_yaw=None):
+    """Spread a chest rotation (relative to the pelvis) over the three spine joints, and a head
+    rotation (relative to the chest) over neck and head. By default the head turns back half the
+    chest's twist and levels the gaze against the lean."""
     yaw, lean, roll = (np.asarray(a, dtype=np.float64) for a in (yaw, lean, roll))
     for j in (3, 6, 9):
         pose.local[:, j] = rot_y(yaw / 3) @ rot_x(lean / 3) @ rot_z(roll / 3)
-    head_pitch = -lean if head_pitch is None else head_pitch
-    pose.local[:, 12] = rot_y(-yaw / 3) @ rot_x(head_pitch / 2)
-    pose.local[:, 15] = rot_x(head_pitch / 2)
+    head_pitch = -lean if head_pitch is None else np.asarray(head_pitch, dtype=np.float64)
+    head_yaw = -yaw / 2 if head_yaw is None else np.asarray(head_yaw, dtype=np.float64)
+    pose.local[:, 12] = rot_y(head_yaw / 2) @ rot_x(head_pitch / 2)
+    pose.local[:, 15] = rot_y(head_yaw / 2) @ rot_x(head_pitch / 2)
 
 
 # --- locomotion: walk, run, walk in a circle, turn in place, march in place -------------------
@@ -133,9 +136,8 @@ def _gait_pose(p, t, path, feet_kw, h0):
     roll = p["pelvis_roll"] * np.cos(TAU * (u_l - mid)) + p.get("bank", 0.0)  # swing side drops
     thorax = p["thorax_yaw"] * np.cos(TAU * u_l)        # shoulders counter-rotate
     pose.local[:, 0] = rot_y(heading + yaw) @ rot_x(p["lean"]) @ rot_z(roll)
-    _spine(pose, yaw=thorax - yaw, roll=-roll, head_pitch=-p["lean"])
-    pose.local[:, 12] = rot_y(-thorax / 2) @ rot_x(-p["lean"] / 2)
-    pose.local[:, 15] = rot_y(-thorax / 2) @ rot_x(-p["lean"] / 2)
+    # The chest counter-rotates against the pelvis; the head keeps looking where the body goes.
+    _spine(pose, yaw=thorax - yaw, roll=-roll, head_pitch=-p["lean"], head_yaw=-thorax)
 
     lag = p.get("arm_lag", 0.05)
     for side, other in (("left", "right"), ("right", "left")):
@@ -404,8 +406,8 @@ def jacks_params(rng):
     arms = _pick(rng, ["overhead", "overhead", "shoulder"])
     return dict(
         period=period, contact=contact, wide=_u(rng, 0.24, 0.36), narrow=_u(rng, 0.06, 0.1),
-        toe_out_wide=_u(rng, 12, 25) * DEG, toe_out=_u(rng, 3, 10) * DEG, dip=_u(rng, 0.02, 0.05),
-        tuck=_u(rng, 0.05, 0.09), arms=arms,
+        toe_out_wide=_u(rng, 12, 25) * DEG, toe_out=_u(rng, 3, 10) * DEG, dip=_u(rng, 0.01, 0.025),
+        tuck=_u(rng, 0.02, 0.04), arms=arms,
         arm_up=(_u(rng, 155, 172) if arms == "overhead" else _u(rng, 80, 95)) * DEG,
         arm_down=_u(rng, 8, 18) * DEG, elbow=_u(rng, 5, 25) * DEG, phase=_u(rng, 0, 1),
         pace="quick" if period < 0.9 else "steady",
@@ -426,12 +428,17 @@ def jacks_build(p, t):
                             anchor=anchor, pitch_land=25 * DEG, pitch_off=35 * DEG, load=0.35, roll=0.4,
                             clearance=p["tuck"], lift_shape=bump, swing_delay=0.0, swing_settle=0.0,
                             ball_roll=40 * DEG)
-    y_wide, _ = _stand_levels(steps, contact / 2, contact / 2, reach_flat=0.985)
-    y_narrow, _ = _stand_levels(steps, half + contact / 2, half + contact / 2, reach_flat=0.99)
+    # Legs (nearly) straight on the toes at landing and take-off, knees giving at mid-stance.
+    levels = {}
+    for name, start in (("wide", 0.0), ("narrow", half)):
+        y_flat, y_land = _stand_levels(steps, start + contact / 2, start + 1e-6, reach_toes=0.995)
+        _, y_off = _stand_levels(steps, start + contact / 2, start + contact - 1e-6, reach_toes=0.995)
+        levels[name] = (min(y_land, y_off), y_flat)
+    (y_wide, flat_wide), (y_narrow, flat_narrow) = levels["wide"], levels["narrow"]
     v_wn, v_wn_land = _flight_speed(y_wide, y_narrow, flight)   # wide take-off, narrow landing
     v_nw, v_nw_land = _flight_speed(y_narrow, y_wide, flight)
     keys_t = [0.0, contact / 2, contact, half, half + contact / 2, half + contact]
-    keys_y = [y_wide, y_wide - p["dip"], y_wide, y_narrow, y_narrow - p["dip"], y_narrow]
+    keys_y = [y_wide, flat_wide - p["dip"], y_wide, y_narrow, flat_narrow - p["dip"], y_narrow]
     keys_v = [v_nw_land, 0.0, v_wn, v_wn_land, 0.0, v_nw]
 
     def extra(tt):
@@ -725,21 +732,20 @@ def sidestep_build(p, t):
     other = "left" if lead == "right" else "right"
     out = SIDE_SIGN[lead]                      # first travel direction (+x is the body's left)
     w0, wd = p["together"], p["width"]
-    # Feet in body-x: lead foot home at out*w0... travel towards `out` by wd and back.
-    lead_home = out * w0
-    other_home = -out * w0
+    # Four beats: the lead foot steps out (beat 0), the other closes beside it (1), the other
+    # steps back home (2), the lead follows (3). Footholds (body x) and stance times per foot:
+    lead_home, other_home = out * w0, -out * w0
     anchors = {
-        lead: ([[lead_home + out * wd, 0, 0], [lead_home, 0, 0]], sw, [sw, 3 * b + sw], [3 * b, 4 * b]),
-        other: ([[other_home + out * wd, 0, 0], [other_home, 0, 0]], 0, [b + sw, 2 * b + sw], [2 * b, 5 * b]),
+        lead: ([[lead_home + out * wd, 0, 0], [lead_home, 0, 0]], [sw, 3 * b + sw], [3 * b, 4 * b]),
+        other: ([[other_home + out * wd, 0, 0], [other_home, 0, 0]], [b + sw, 2 * b + sw], [2 * b, 5 * b]),
     }
     steps = {}
-    for side, (pos, _, land, lift) in anchors.items():
+    for side, (pos, land, lift) in anchors.items():
         s = SIDE_SIGN[side]
         steps[side] = Steps(side=side, period=period, land=land, lift=lift,
                             anchor=fixed_anchor(pos, [s * p["toe_out"]] * 2), pitch_land=3 * DEG,
                             pitch_off=10 * DEG, load=0.15, roll=0.2, clearance=p["clearance"],
                             lift_shape=bump, swing_delay=0.18, swing_settle=0.18, ball_roll=30 * DEG)
-    travel = 0.5 * wd * (1 - np.cos(TAU * (t + 0.25 * b - 0.0) / period))  # 0 home .. wd away
     dip = 0.5 + 0.5 * np.cos(TAU * (t - sw) / b)             # knees bend on every landing
 
     def build(tt, h0):
@@ -747,9 +753,10 @@ def sidestep_build(p, t):
         mask = {}
         for side in SIDES:
             pose.feet[side], mask[side] = steps[side].foot(tt)
-        trav = 0.5 * wd * (1 - np.cos(TAU * (tt + 0.25 * b) / period))
-        dp = 0.5 + 0.5 * np.cos(TAU * (tt - sw) / b)
-        pose.root = np.stack([out * trav, h0 - p["bounce"] * dp, np.zeros(len(tt))], -1)
+        # The pelvis travels with the weight: 0 at home, wd away while the feet are together there.
+        travel = 0.5 * wd * (1 - np.cos(TAU * (tt + 0.25 * b) / period))
+        bounce = p["bounce"] * (0.5 + 0.5 * np.cos(TAU * (tt - sw) / b))
+        pose.root = np.stack([out * travel, h0 - bounce, np.zeros(len(tt))], -1)
         return pose, mask
 
     grid = np.linspace(0, period, 64, endpoint=False)
