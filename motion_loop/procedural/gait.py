@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from motion_loop.procedural.body import ANKLE_HEIGHT, FOOT_OFFSET, HEEL_BACK, Foot, apply, rot_x, rot_y
-from motion_loop.procedural.curves import early_bump, launch, min_jerk, smoothstep
+from motion_loop.procedural.curves import early_bump, min_jerk, smoothstep
 
 TOE_TIP = 0.05  # toe tips lie this far ahead of the toe joint (the ball of the foot)
 Anchor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -46,31 +46,6 @@ class Twist:
         scale = t * np.sinc(half / np.pi)
         local = np.array([self.side, 0.0, self.forward])
         return scale[..., None] * apply(rot_y(half), local)
-
-
-@dataclass
-class Turn:
-    """Walk along the heading, turning by ``angle`` between t_start and t_start + duration
-    (smoothstep in heading). Position is integrated numerically on a fine grid."""
-
-    forward: float
-    angle: float
-    t_start: float
-    duration: float
-
-    def heading(self, t):
-        return self.angle * smoothstep((np.asarray(t, dtype=np.float64) - self.t_start) / self.duration)
-
-    def position(self, t):
-        t = np.asarray(t, dtype=np.float64)
-        lo, hi = min(float(t.min()), 0.0) - 0.1, max(float(t.max()), 0.0) + 0.1
-        grid = np.linspace(lo, hi, int((hi - lo) * 400) + 2)
-        vel = self.forward * np.stack([np.sin(self.heading(grid)), np.cos(self.heading(grid))], -1)
-        steps = 0.5 * (vel[1:] + vel[:-1]) * np.diff(grid)[:, None]
-        pos = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, 0)])
-        pos -= np.array([np.interp(0.0, grid, pos[:, 0]), np.interp(0.0, grid, pos[:, 1])])
-        x, z = np.interp(t, grid, pos[:, 0]), np.interp(t, grid, pos[:, 1])
-        return np.stack([x, np.zeros_like(x), z], -1)
 
 
 def path_anchor(path, lateral: float, toe_out: float = 0.0, forward: float = 0.0) -> Anchor:
@@ -107,10 +82,13 @@ class Steps:
 
     Within each cycle of ``period`` seconds, stance k lasts from land[k] to lift[k]; the foot then
     swings to stance k+1 (the next cycle's first after the last). Stance n = cycle * K + k stands
-    on anchor(n, plant time) (``plant_at`` of the way through the stance). Foot pitch (radians, positive = heel up / toes down): at landing
-    ``pitch_land`` (negative lands on the heel, positive on the ball), flat after the ``load``
-    fraction of stance, rising to ``pitch_off`` over the final ``roll`` fraction. The pivot (heel
-    or ball of the foot) never moves while the foot is on the floor.
+    on anchor(n, plant time), the plant time lying ``plant_at`` of the way through the stance.
+
+    Foot pitch (radians, positive = heel up / toes down): ``pitch_land`` at landing (negative lands
+    on the heel, positive on the ball), flat after the ``load`` fraction of stance, rising to
+    ``pitch_off`` over the final ``roll`` fraction. The pivot (heel, ball or toe tips) never moves
+    while the foot is on the floor. In swing the ankle travels between the lift-off and landing
+    poses along ``travel_shape``, lifted by ``clearance * lift_shape`` (plus ``extra_lift``).
     """
 
     side: str
@@ -132,7 +110,6 @@ class Steps:
     ball_roll: float = 0.6                    # pitch beyond which the foot rolls onto its toe tips
     swing_reach: float = 0.0                  # swing foot pushed this far forward at its highest
     travel_shape: Callable = min_jerk         # progress of the swing foot from foothold to foothold
-    roll_speed: float = 0.0                   # pitch rate at lift-off (0: the heel rise eases out)
 
     def __post_init__(self):
         self.land = np.atleast_1d(np.asarray(self.land, dtype=np.float64))
@@ -182,9 +159,8 @@ class Steps:
         p_land_next = _per_step(self.pitch_land, k_next)
 
         tau = np.clip((t - land) / (lift - land), 0.0, 1.0)
-        # The heel still rises briskly at lift-off (launch), as the knee flexes into the swing.
         pitch_st = p_land * (1 - smoothstep(tau / self.load)) \
-            + p_off * (1 - launch(1 - (tau - (1 - self.roll)) / self.roll, self.roll_speed))
+            + p_off * smoothstep((tau - (1 - self.roll)) / self.roll)
         ankle_st, rot_st, _ = self.stance_pose(n, pitch_st)
 
         swing_len = np.maximum(next_land - lift, 1e-9)
