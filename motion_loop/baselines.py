@@ -1,0 +1,161 @@
+"""Loop samplers to compare DiffCollage with: one call each, the same signature, any EDM denoiser.
+
+Every sampler makes ``[B, *features, layout.length]`` from a window denoiser
+``D(x [R, *features, frames], sigma [R], **cond) -> x0`` (e.g. :class:`MDMDenoiser`) with Heun
+steps (EDM Algorithm 2) over the same ``sigmas``:
+
+- ``sample_collage``: DiffCollage over the layout's windows and overlaps (``condind`` or ``avg``),
+  all pieces in one batched call per evaluation.
+- ``sample_independent``: one sample of the loop's whole length, played as a loop as it is (its
+  last frame followed by its first): what you get without any loop-closing machinery.
+- ``sample_outpainting``: sequential outpainting by replacement (the "autoregressive replacement"
+  baseline of the DiffCollage paper, Zhang et al. 2023; the replacement method of Song et al. 2021,
+  "Score-Based Generative Modeling through SDEs", and Ho et al. 2022, "Video Diffusion Models"):
+  window by window, each one sampled with the frames it shares with windows already made held
+  fixed. In a cycle the last window is held at both ends: the previous window's end and the first
+  window's start.
+
+``METHODS`` maps the names used by the benchmarks to these samplers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from motion_loop.collage import CollageDenoiser, Layout
+from motion_loop.sampling import Denoiser, sample_heun
+
+_FORWARDED = ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod")
+
+
+class ReplacementDenoiser:
+    """Inpainting by replacement: a denoiser of ``x`` in which the frames where ``mask`` is True are
+    known to be ``known`` (clean, x0).
+
+    At noise level sigma the inner denoiser sees the known frames as a fresh draw of
+    ``x_sigma = known + sigma * eps`` (eps from ``generator``, a new draw at every call, as the
+    forward process q(x_sigma | x0) gives them) and the sampler's own state elsewhere; the returned
+    x0 is ``known`` on known frames and the inner prediction on the others. So any EDM sampler
+    drives the known frames straight onto ``known`` (``d = (x - known) / sigma``) while the unknown
+    frames are denoised in the context of the known ones.
+
+    ``known`` is ``[B, ..., T]`` (the values on unknown frames are ignored); ``mask`` is bool and
+    broadcasts to it (``[T]`` for the same frames in every sample).
+    """
+
+    def __init__(self, inner: Denoiser, known: Tensor, mask: Tensor, generator: torch.Generator | None = None):
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
+        try:
+            torch.broadcast_shapes(mask.shape, known.shape)
+        except RuntimeError:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to known {tuple(known.shape)}") from None
+        self.inner, self.known, self.mask, self.generator = inner, known, mask.to(known.device), generator
+
+    def __getattr__(self, name):
+        # What samplers and callers ask of a denoiser (round_sigma, sigmas, ...) is the inner one's.
+        if name in _FORWARDED:
+            return getattr(self.inner, name)
+        raise AttributeError(name)
+
+    def __call__(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
+        if x.shape != self.known.shape:
+            raise ValueError(f"expected x of shape {tuple(self.known.shape)}, got {tuple(x.shape)}")
+        sigma = torch.as_tensor(sigma, device=x.device)
+        sigma_x = (sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma).to(x.dtype).view(-1, *[1] * (x.ndim - 1))
+        eps = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        known = self.known.to(x.dtype)
+        x_in = torch.where(self.mask, known + sigma_x * eps, x)
+        return torch.where(self.mask, known, self.inner(x_in, sigma, **cond))
+
+
+def _initial_noise(shape: tuple[int, ...], sigmas: Tensor, generator: torch.Generator | None,
+                   device: torch.device | str | None) -> Tensor:
+    # x_T = sigma_max * eps, drawn as python -m sample draws it (same seed, same loop).
+    device = device if device is not None else sigmas.device
+    return sigmas[0].to(torch.float32) * torch.randn(shape, generator=generator, device=device)
+
+
+def sample_collage(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], sigmas: Tensor, *,
+                   method: str = "condind", cond: dict | None = None, s_churn: float = 0.0,
+                   generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                   progress: bool = False) -> Tensor:
+    """DiffCollage over ``layout``: ``[*shape, layout.length]`` (``shape = (B, *features)``)."""
+    x = _initial_noise((*shape, layout.length), sigmas, generator, device)
+    collage = CollageDenoiser(denoiser, layout, method)
+    return sample_heun(collage, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator, progress=progress)
+
+
+def sample_independent(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], sigmas: Tensor, *,
+                       cond: dict | None = None, s_churn: float = 0.0, generator: torch.Generator | None = None,
+                       device: torch.device | str | None = None, progress: bool = False) -> Tensor:
+    """One plain sample of ``layout.length`` frames, ``[*shape, layout.length]``: the loop made by
+    playing an ordinary motion over and over (the denoiser must take that many frames)."""
+    x = _initial_noise((*shape, layout.length), sigmas, generator, device)
+    return sample_heun(denoiser, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator, progress=progress)
+
+
+def outpainting_masks(layout: Layout) -> list[Tensor]:
+    """For each window, in sampling order, which of its ``layout.window`` frames are already known.
+
+    Window 0: none. Window i > 0: its first ``overlap`` frames (the end of window i - 1). In a cycle
+    the last window also knows its last ``overlap`` frames, the start of window 0 (the loop closes).
+    """
+    w, o, n = layout.window, layout.overlap, layout.n_windows
+    masks = []
+    for i in range(n):
+        mask = torch.zeros(w, dtype=torch.bool)
+        if i > 0:
+            mask[:o] = True
+        if layout.cyclic and i == n - 1:
+            mask[w - o:] = True
+        masks.append(mask)
+    return masks
+
+
+def sample_outpainting(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], sigmas: Tensor, *,
+                       cond: dict | None = None, s_churn: float = 0.0, generator: torch.Generator | None = None,
+                       device: torch.device | str | None = None, progress: bool = False,
+                       callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
+    """Sequential outpainting by replacement over the windows of ``layout``, ``[*shape, layout.length]``.
+
+    Window i (``layout.window_index[i]``) is sampled with Heun steps over ``sigmas`` through a
+    :class:`ReplacementDenoiser` that holds the frames of :func:`outpainting_masks` at the values
+    made so far; those frames are then copied in exactly (the sampler reaches them only up to
+    rounding). n windows cost n sequential samplings of one window each. ``cond`` goes to every
+    window; ``callback(i, sequence)`` runs after each window.
+    """
+    out = None
+    for i, (index, mask) in enumerate(zip(layout.window_index, outpainting_masks(layout))):
+        x = _initial_noise((*shape, layout.window), sigmas, generator, device)
+        if out is None:
+            out = x.new_zeros((*shape, layout.length))
+        index = index.to(x.device)
+        mask = mask.to(x.device)
+        known = out[..., index]
+        window_denoiser = ReplacementDenoiser(denoiser, known, mask, generator) if bool(mask.any()) else denoiser
+        window = sample_heun(window_denoiser, x, sigmas.to(x.device), cond=cond, s_churn=s_churn,
+                             generator=generator, progress=progress)
+        out[..., index] = torch.where(mask, known, window)
+        if callback is not None:
+            callback(i, out)
+    return out
+
+
+def _collage(method: str):
+    def sample(*args, **kwargs):
+        return sample_collage(*args, method=method, **kwargs)
+
+    sample.__doc__ = f"DiffCollage, {method}."
+    return sample
+
+
+METHODS: dict[str, Callable[..., Tensor]] = {
+    "condind": _collage("condind"),
+    "avg": _collage("avg"),
+    "independent": sample_independent,
+    "outpainting": sample_outpainting,
+}
