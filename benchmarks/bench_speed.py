@@ -1,0 +1,203 @@
+"""Sampling speed of MDM: the official sampler against EDM with batched guidance, and DiffCollage
+loops against sequential outpainting, on the full-size ``humanml_trans_enc_512`` architecture with
+random weights (speed does not depend on them; no files needed).
+
+1. One 196-frame motion: official DDPM (1000 ancestral steps, the conditional and unconditional
+   branches in two forward calls per step; timed over a slice of steps and extrapolated) and EDM
+   Heun with both guidance branches in one call, at 20, 40 and 100 steps (full runs).
+2. Loops of n = 2, 4, 8, 16 windows of 196 frames overlapping by 64: DiffCollage ``condind``
+   (every window and overlap of the loop, both guidance branches, in ONE model call per
+   evaluation), ``avg`` (windows only) and sequential outpainting by replacement (n window
+   samplings one after the other). Timed over a few Heun steps and extrapolated to a loop of
+   --loop-steps steps; the n = 2 loops are also sampled in full to check the extrapolation.
+
+The original checkpoint's model (``mask_frames`` False) sees every row on its 196-frame canvas, so
+every row of every call below is 196 frames: a window, an overlap or a single motion cost the same.
+
+    python benchmarks/bench_speed.py                                   # CPU, about 10 minutes on 2 cores
+    python benchmarks/bench_speed.py --device cuda --dtype bf16 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from motion_loop.baselines import ReplacementDenoiser, sample_collage, sample_outpainting
+from motion_loop.collage import CollageDenoiser, Layout
+from motion_loop.diffusion import MDMDenoiser, ddpm_sample
+from motion_loop.mdm import MDM, MDMConfig
+from motion_loop.sampling import sample_heun
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _Enough(Exception):
+    pass
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else "load n/a"
+
+
+def time_ddpm(model_fn, shape, alphas_cumprod, device, steps_timed: int, warmup: int = 2) -> float:
+    """Seconds per DDPM step, over ``steps_timed`` steps after ``warmup`` steps."""
+    stamps: list[float] = []
+
+    def callback(info):
+        sync(device)
+        stamps.append(time.perf_counter())
+        if len(stamps) > warmup + steps_timed:
+            raise _Enough
+
+    try:
+        ddpm_sample(model_fn, shape, alphas_cumprod, generator=torch.Generator(device).manual_seed(0),
+                    device=device, callback=callback)
+    except _Enough:
+        pass
+    return (stamps[-1] - stamps[warmup]) / (len(stamps) - 1 - warmup)
+
+
+def time_run(run, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    run()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def time_heun_steps(denoiser, x, sigmas, cond, device, steps_timed: int) -> float:
+    """Seconds per corrected Heun step (2 evaluations), over ``steps_timed`` steps after one warm-up step."""
+    sample_heun(denoiser, x, sigmas[:2], cond=cond)
+    return time_run(lambda: sample_heun(denoiser, x, sigmas[: steps_timed + 1], cond=cond), device) / steps_timed
+
+
+def evaluations(steps: int) -> int:
+    return 2 * steps - 1  # Heun; the last step (to sigma = 0) is a plain Euler step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Example: python benchmarks/bench_speed.py --device cuda --dtype bf16")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="model weights' dtype (default fp32)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the model (each new batch shape compiles during its warm-up)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--frames", type=int, default=196, help="frames of the single motion (default 196)")
+    p.add_argument("--ddpm-steps-timed", type=int, default=10, help="DDPM steps timed, extrapolated to 1000 (default 10)")
+    p.add_argument("--edm-steps", type=int, nargs="+", default=[20, 40, 100], help="EDM Heun steps (default 20 40 100)")
+    p.add_argument("--windows", type=int, nargs="+", default=[2, 4, 8, 16], help="windows per loop (default 2 4 8 16)")
+    p.add_argument("--window", type=int, default=196, help="frames per window (default 196)")
+    p.add_argument("--overlap", type=int, default=64, help="frames shared by neighbouring windows (default 64)")
+    p.add_argument("--loop-steps", type=int, default=40, help="Heun steps of a loop (default 40)")
+    p.add_argument("--steps-timed", type=int, default=2, help="Heun steps timed per loop configuration (default 2)")
+    p.add_argument("--check-windows", type=int, nargs="*", default=[2],
+                   help="loops also sampled in full to check the extrapolation (default 2)")
+    p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
+    args = p.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = MDM(MDMConfig()).to(device=device, dtype=DTYPES[args.dtype]).eval()  # humanml_trans_enc_512
+    n_params = sum(p.numel() for p in model.parameters())
+    if args.compile:
+        model = torch.compile(model)
+    text = torch.randn(1, 512, device=device)
+    cond = {"text_embed": text}
+    official = MDMDenoiser(model, guidance_scale=args.guidance, batch_guidance=False)
+    ours = MDMDenoiser(model, guidance_scale=args.guidance)
+    abar = official.alphas_cumprod
+    g = torch.Generator(device).manual_seed(0)
+    print(f"device: {machine(device)}; torch {torch.__version__}; {args.dtype}{', compiled' if args.compile else ''}; "
+          f"MDM trans_enc 512 ({n_params:,} parameters, random weights), guidance {args.guidance}; {load()}")
+
+    with torch.inference_mode():
+        # 1. one motion
+        shape = (1, 263, 1, args.frames)
+        ddpm_step = time_ddpm(official.ddpm_model_fn(text), shape, abar, device, args.ddpm_steps_timed)
+        ddpm_total = ddpm_step * len(abar)
+        print(f"\n## One {args.frames}-frame motion\n")
+        print("| sampler | steps | model calls (rows each) | s / step | s / motion | speed-up vs official |")
+        print("|---|---|---|---|---|---|")
+        print(f"| official DDPM, guidance in 2 calls | {len(abar)} | {2 * len(abar)} (1) | {ddpm_step:.3f} | "
+              f"{ddpm_total:.1f} (extrapolated from {args.ddpm_steps_timed} steps) | 1.0 |")
+        for steps in args.edm_steps:
+            sigmas = ours.sigmas(steps).to(device)
+            x = sigmas[0].float() * torch.randn(shape, generator=g, device=device)
+            sample_heun(ours, x, sigmas[-3:], cond=cond)  # warm-up
+            seconds = time_run(lambda: sample_heun(ours, x, sigmas, cond=cond), device)
+            n = len(sigmas) - 1
+            print(f"| EDM Heun, batched guidance | {n} | {evaluations(n)} (2) | {seconds / n:.3f} | {seconds:.1f} | "
+                  f"{ddpm_total / seconds:.0f}x |", flush=True)
+
+        # 2. loops
+        sigmas = ours.sigmas(args.loop_steps).to(device)
+        n_steps = len(sigmas) - 1
+        per_loop = evaluations(n_steps) / 2  # corrected-step equivalents of one sampling run
+        print(f"\n## Loops of n windows ({args.window} frames, overlap {args.overlap}), {n_steps} Heun steps "
+              f"({evaluations(n_steps)} evaluations) per sampling; {load()}\n")
+        print("| n | loop frames | sampler | model calls / evaluation | rows / call | s / Heun step | s / loop | "
+              "vs condind |")
+        print("|---|---|---|---|---|---|---|---|")
+        checks = []
+        for n in args.windows:
+            layout = Layout(args.window, args.overlap, n, cyclic=True)
+            x = sigmas[0].float() * torch.randn(1, 263, 1, layout.length, generator=g, device=device)
+            rows = {}
+            for method in ("condind", "avg"):
+                collage = CollageDenoiser(ours, layout, method)
+                step = time_heun_steps(collage, x, sigmas, cond, device, args.steps_timed)
+                calls = collage.calls / (2 + 2 * args.steps_timed)
+                pieces = layout.n_windows + (layout.n_overlaps if method == "condind" else 0)
+                rows[method] = (step, step * per_loop)
+                print(f"| {n} | {layout.length} | DiffCollage {method} | {calls:.0f} | {2 * pieces} | {step:.2f} | "
+                      f"{step * per_loop:.1f} | {step / rows['condind'][0]:.2f} |", flush=True)
+            # Outpainting: n samplings of one window each; a window that holds its first overlap frames.
+            mask = torch.arange(layout.window, device=device) < layout.overlap
+            window = ReplacementDenoiser(ours, torch.zeros(1, 263, 1, layout.window, device=device), mask, g)
+            step = time_heun_steps(window, x[..., : layout.window], sigmas, cond, device, args.steps_timed)
+            print(f"| {n} | {layout.length} | sequential outpainting | {n} sequential samplings x 1 | 2 | "
+                  f"{step:.2f} per window | {n * step * per_loop:.1f} | {n * step / rows['condind'][0]:.2f} |", flush=True)
+            if n in args.check_windows:
+                full = {
+                    "condind": time_run(lambda: sample_collage(ours, layout, (1, 263, 1), sigmas, cond=cond,
+                                                               generator=torch.Generator(device).manual_seed(1),
+                                                               device=device), device),
+                    "sequential outpainting": time_run(lambda: sample_outpainting(
+                        ours, layout, (1, 263, 1), sigmas, cond=cond, generator=torch.Generator(device).manual_seed(1),
+                        device=device), device),
+                }
+                checks.append((n, rows["condind"][1], n * step * per_loop, full))
+        if checks:
+            print("\nFull runs (measured) against the extrapolation:\n")
+            print("| n | sampler | extrapolated s / loop | measured s / loop |")
+            print("|---|---|---|---|")
+            for n, condind, outpaint, full in checks:
+                print(f"| {n} | DiffCollage condind | {condind:.1f} | {full['condind']:.1f} |")
+                print(f"| {n} | sequential outpainting | {outpaint:.1f} | {full['sequential outpainting']:.1f} |")
+    print(f"\n{load()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Loop quality: DiffCollage (condind, avg) against an independent sample played as a loop and
+sequential outpainting by replacement, on one model, the same prompts, seeds and EDM settings.
+
+For every prompt x seed x method: a loop of --seconds (the CLI's layout for that length), decoded
+to joints, then the seam report (seam / interior ratios of velocity, acceleration and jerk), PJ
+and AUJ over 60 frames centred on the seam (FlowMDM), GMD foot skating over the loop's frames,
+the motion-kind accuracy of each window (motion_loop.evaluation's classifier, when present) and the
+wall time per loop. Prints Markdown tables (means, standard deviations, medians) and draws the
+mean jerk profile around the seam for each method.
+
+    python benchmarks/eval_loops.py                      # the bundled demo model, 10 prompts x 5 seeds
+    python benchmarks/eval_loops.py --model_path M.pt --stats_dir DIR --random_text --seeds 0  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from motion_loop.baselines import METHODS
+from motion_loop.diffusion import MDMDenoiser
+from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
+from motion_loop.mdm import load_model
+from motion_loop.metrics import _next_repetition, foot_skating_ratio, jerk_profile, loop_seam_report
+
+# One training caption per motion kind (HumanML3D style, as the procedural captions).
+PROMPTS = {
+    "walk": "a person walks forward",
+    "run": "a person jogs forward",
+    "march": "a person marches in place",
+    "jumping_jacks": "a person does jumping jacks",
+    "wave": "a person waves with their right hand",
+    "squat": "a person does squats",
+    "side_step": "a person dances side to side",
+    "arm_circles": "a person does arm circles",
+    "punch": "a person punches with their right hand",
+    "jump": "a person jumps in place",
+}
+
+# (label, sampler in motion_loop.baselines.METHODS, s_churn)
+RUNS = [
+    ("DiffCollage condind", "condind", 0.0),
+    ("DiffCollage avg", "avg", 0.0),
+    ("independent, wrapped", "independent", 0.0),
+    ("sequential outpainting", "outpainting", 0.0),
+    ("DiffCollage condind, churn 10", "condind", 10.0),
+]
+SEAM_KEYS = ("velocity_ratio", "acceleration_ratio", "jerk_ratio", "peak_jerk", "auj")
+
+
+def load_classifier():
+    """``classify(list of joints [T, 22, 3]) -> kinds``: motion_loop.evaluation's held-out
+    classifier of procedural kinds (fitted here, on its own procedural sample), or None without it."""
+    try:
+        from motion_loop.evaluation import KindClassifier
+    except ImportError:
+        return None
+    return KindClassifier.fit_procedural().predict
+
+
+def random_text_embed(prompts: list[str], dim: int) -> torch.Tensor:
+    """A fixed random embedding per prompt (seeded by its text): smoke runs of models whose text
+    encoder is not at hand. The model does not understand it."""
+    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(sum(map(ord, p)) * 7919 + len(p))) for p in prompts]
+    return torch.stack(rows)
+
+
+def seam_centred(joints: np.ndarray) -> tuple[np.ndarray, int]:
+    """The loop's second half followed by its first half placed where it follows on (as
+    loop_seam_report builds it) and the index of the seam's first frame."""
+    half = joints.shape[0] // 2
+    return np.concatenate([joints[half:], _next_repetition(joints)[:half]]), joints.shape[0] - half
+
+
+def evaluate_loops(joints: np.ndarray, kinds: list[str], layout, classify, fps: float) -> list[dict]:
+    """Metrics of each loop ``joints [B, T, 22, 3]`` (of prompts of motion kinds ``kinds``)."""
+    rows = []
+    for b, loop in enumerate(joints):
+        report = loop_seam_report(loop, fps).to_dict()
+        sequence, seam = seam_centred(loop)
+        row = {k: report[k] for k in SEAM_KEYS}
+        row["foot_skating"] = foot_skating_ratio(loop, fps)
+        row["jerk_profile"] = jerk_profile(sequence).tolist()
+        row["seam_index"] = seam
+        if classify is not None:
+            # Windows read off the loop played twice (no jump where a window wraps around).
+            twice = np.concatenate([loop, _next_repetition(loop)])
+            starts = np.arange(layout.n_windows) * layout.stride
+            predicted = list(classify([twice[s:s + layout.window] for s in starts]))
+            row["window_kinds"] = predicted
+            row["kind_accuracy"] = float(np.mean([p == kinds[b] for p in predicted]))
+        rows.append(row)
+    return rows
+
+
+def summarize(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "median": float(np.median(a)),
+            "q25": float(np.percentile(a, 25)), "q75": float(np.percentile(a, 75)), "n": len(a)}
+
+
+def markdown_tables(results: dict, columns: list[tuple[str, str, str]]) -> str:
+    lines = []
+    head = "| method | " + " | ".join(title for _, title, _ in columns) + " |"
+    rule = "|---|" + "---|" * len(columns)
+    lines += ["Mean ± standard deviation over prompts x seeds:", "", head, rule]
+    for label, runs in results.items():
+        cells = []
+        for key, _, fmt in columns:
+            s = summarize([r[key] for r in runs]) if key in runs[0] else None
+            cells.append("n/a" if s is None else f"{s['mean']:{fmt}} ± {s['sd']:{fmt}}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Median [25th, 75th percentile]:", "", head, rule]
+    for label, runs in results.items():
+        cells = []
+        for key, _, fmt in columns:
+            s = summarize([r[key] for r in runs]) if key in runs[0] else None
+            cells.append("n/a" if s is None else f"{s['median']:{fmt}} [{s['q25']:{fmt}}, {s['q75']:{fmt}}]")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_kind_table(results: dict, kinds: list[str], key: str) -> str:
+    labels = list(results)
+    lines = [f"| kind | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for kind in kinds:
+        cells = [f"{np.median([r[key] for r in results[label] if r['kind'] == kind]):.2f}" for label in labels]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_profiles(results: dict, path: Path, layout, fps: float, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=100)
+    for label, runs in results.items():
+        profiles = np.array([r["jerk_profile"] for r in runs]) * fps**3  # m/s^3
+        seam = runs[0]["seam_index"]
+        x = np.arange(profiles.shape[1]) + 1.5 - seam  # centre of the stencil k .. k+3
+        ax.plot(x, profiles.mean(axis=0), label=label, lw=1.3)
+    ax.axvline(0, color="k", lw=0.6, ls=":")
+    # Window boundaries (frame offsets from the seam, which is the start of window 0).
+    for i in range(layout.n_windows):
+        for edge in (i * layout.stride, i * layout.stride + layout.overlap):
+            for offset in (edge, edge - layout.length):
+                if x[0] <= offset <= x[-1] and offset != 0:
+                    ax.axvline(offset, color="0.8", lw=0.5, zorder=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("frame relative to the loop's seam (grey: window/overlap edges)")
+    ax.set_ylabel("jerk, max over joints (m/s³)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Example: python benchmarks/eval_loops.py --seeds 0 1 2 3 4")
+    p.add_argument("--model_path", type=Path, default=DEMO_MODEL, help=f"MDM checkpoint (default {DEMO_MODEL})")
+    p.add_argument("--stats_dir", type=Path, default=None, help="Mean.npy/Std.npy folder (default: beside the checkpoint)")
+    p.add_argument("--random_text", action=argparse.BooleanOptionalAction, default=False,
+                   help="a fixed random embedding per prompt instead of the model's text encoder (smoke runs only)")
+    p.add_argument("--kinds", nargs="+", default=list(PROMPTS), choices=list(PROMPTS), help="motion kinds to prompt")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (each: one batch of all prompts)")
+    p.add_argument("--seconds", type=float, default=6.0, help="loop period in seconds (default 6)")
+    p.add_argument("--window", type=int, default=None, help="window frames (default: the CLI's choice)")
+    p.add_argument("--overlap", type=int, default=None, help="overlap frames (default: the CLI's choice)")
+    p.add_argument("--num_windows", type=int, default=None, help="windows (default: the CLI's choice)")
+    p.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40)")
+    p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
+    p.add_argument("--methods", nargs="+", default=[r[0] for r in RUNS], choices=[r[0] for r in RUNS],
+                   help="which rows to run (default all)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--plot", type=Path, default=Path(__file__).parent / "loop_jerk_profile.png",
+                   help="where to write the jerk-profile plot (default benchmarks/loop_jerk_profile.png)")
+    p.add_argument("--json", type=Path, default=None, help="also write every run's metrics to this JSON file")
+    args = p.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    loaded = load_model(args.model_path, device)
+    config = loaded.config
+    normalizer, stats_dir = load_stats(args.stats_dir, args.model_path)
+    fps = 20.0
+    layout = choose_layout(round(args.seconds * fps), config.max_frames, True, args.window, args.overlap, args.num_windows)
+    sampler_of = {label: method for label, method, _ in RUNS}
+    if layout.length > config.max_frames and any(sampler_of[m] == "independent" for m in args.methods):
+        raise SystemExit(f"a {layout.length}-frame loop is longer than the model's {config.max_frames} frames: "
+                         "drop the independent baseline (--methods) or ask for a shorter loop")
+    kinds = list(args.kinds)
+    prompts = [PROMPTS[k] for k in kinds]
+    if args.random_text:
+        text = random_text_embed(prompts, config.text_dim).to(device)
+    else:
+        from motion_loop.text_encoders import text_encoder_for
+
+        text = text_encoder_for(loaded, device=device).encode(prompts).to(device)
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance)
+    sigmas = denoiser.sigmas(args.steps).to(device)
+    classify = load_classifier()
+    shape = (len(prompts), config.n_feats, 1)
+
+    print(f"model {args.model_path} ({sum(p.numel() for p in loaded.model.parameters()):,} parameters, "
+          f"max {config.max_frames} frames), stats {stats_dir}")
+    print(f"loop {layout.length} frames = {layout.n_windows} windows of {layout.window} overlapping by {layout.overlap}; "
+          f"{len(sigmas) - 1} Heun steps, guidance {args.guidance}; {len(prompts)} prompts x {len(args.seeds)} seeds; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"motion-kind classifier: {'motion_loop.evaluation.KindClassifier.fit_procedural()' if classify else 'absent (accuracy n/a)'}")
+
+    results: dict[str, list[dict]] = {}
+    with torch.inference_mode():
+        # warm-up (first calls allocate): two steps of each sampler
+        for label in args.methods:
+            METHODS[sampler_of[label]](denoiser, layout, shape, sigmas[-3:], cond={"text_embed": text},
+                            generator=torch.Generator(device).manual_seed(0), device=device)
+        for label, method, churn in [r for r in RUNS if r[0] in args.methods]:
+            results[label] = []
+            for seed in args.seeds:
+                generator = torch.Generator(device).manual_seed(seed)
+                started = time.perf_counter()
+                x0 = METHODS[method](denoiser, layout, shape, sigmas, cond={"text_embed": text}, s_churn=churn,
+                                     generator=generator, device=device)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds = (time.perf_counter() - started) / len(prompts)
+                _, joints = decode(x0, normalizer)
+                for row, kind, prompt in zip(evaluate_loops(joints, kinds, layout, classify, fps), kinds, prompts):
+                    results[label].append({**row, "kind": kind, "prompt": prompt, "seed": seed, "seconds_per_loop": seconds})
+            print(f"  {label}: done ({np.mean([r['seconds_per_loop'] for r in results[label]]):.2f} s per loop)", flush=True)
+
+    columns = [("velocity_ratio", "seam/interior velocity", ".2f"), ("acceleration_ratio", "seam/interior accel.", ".2f"),
+               ("jerk_ratio", "seam/interior jerk", ".2f"), ("peak_jerk", "PJ (m/frame³)", ".3f"),
+               ("auj", "AUJ (m/frame³)", ".2f"), ("foot_skating", "foot skating", ".3f"),
+               ("kind_accuracy", "kind accuracy", ".2f"), ("seconds_per_loop", "s / loop", ".2f")]
+    print()
+    print(markdown_tables(results, columns))
+    print("\nSeam/interior jerk ratio by motion kind (median over seeds):\n")
+    print(per_kind_table(results, kinds, "jerk_ratio"))
+    if classify is not None:
+        print("\nMotion-kind accuracy by kind (mean over seeds and windows):\n")
+        labels = list(results)
+        print("| kind | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+        for kind in kinds:
+            cells = [f"{np.mean([r['kind_accuracy'] for r in results[lab] if r['kind'] == kind]):.2f}" for lab in labels]
+            print(f"| {kind} | " + " | ".join(cells) + " |")
+    title = (f"{args.model_path.parent.name}: {layout.length}-frame loops ({layout.n_windows} x {layout.window}, overlap "
+             f"{layout.overlap}), mean of {len(prompts)} prompts x {len(args.seeds)} seeds")
+    plot_profiles(results, args.plot, layout, fps, title)
+    print(f"\nplot: {args.plot}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
+        print(f"metrics: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
