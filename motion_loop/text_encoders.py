@@ -224,3 +224,162 @@ class ClipTextEncoder(nn.Module):
         if not prompts:
             return torch.zeros(0, self.dim, device=self.device)
         return torch.stack([self._cache[p] for p in prompts])
+
+
+# ----------------------------------------------------------------------------------------------
+# BPE: a small text transformer trained with the model (the bundled demo's encoder, offline)
+
+PAD_ID, UNK_ID = 0, 1  # compact ids; the vocabulary's CLIP ids follow from 2
+
+
+@register_text_encoder("bpe")
+class BPETextEncoder(nn.Module):
+    """A small pre-norm transformer over CLIP's BPE tokens, trained jointly with MDM.
+
+    Tokenization is MDM's HumanML3D one (``[SOT] + at most 20 BPE tokens + [EOT]``), then each CLIP
+    id is mapped to a compact vocabulary (the ids seen in the training captions, buffer ``vocab``);
+    ids outside it become ``UNK_ID``. Keeping only the seen ids keeps the checkpoint small (a few
+    hundred rows instead of CLIP's 49,408); unseen words of new paraphrases all read as UNK, which
+    training teaches to ignore by word dropout (``drop_words``).
+
+        h = TransformerEncoder(token_embedding(ids) + positional_embedding)     pre-norm, GELU
+        e = proj(ln_final(mean of h over the prompt's tokens))                  [B, dim]
+
+    ``encode(prompts)`` (no grad, cached per prompt) is the sampling path; ``forward(ids)`` the
+    training path. ``from_state(state, config, device)`` rebuilds it from a checkpoint's
+    ``text_encoder`` entry: sizes come from the state; the head count from
+    ``config.extra["text_encoder_args"]["heads"]``.
+    """
+
+    def __init__(
+        self,
+        vocab: list[int] | Tensor,
+        dim: int = 512,
+        width: int = 128,
+        layers: int = 2,
+        heads: int = 4,
+        ff_size: int = 256,
+        max_tokens: int = HUMANML_MAX_TOKENS,
+        dropout: float = 0.1,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__()
+        vocab = torch.as_tensor(vocab, dtype=torch.long).flatten()
+        if len(torch.unique(vocab)) != len(vocab):
+            raise ValueError("vocab must list distinct CLIP token ids")
+        self.register_buffer("vocab", vocab)
+        self.dim, self.max_tokens = int(dim), int(max_tokens)
+        self.token_embedding = nn.Embedding(len(vocab) + 2, width)
+        self.positional_embedding = nn.Parameter(torch.zeros(max_tokens + 2, width))
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        layer = nn.TransformerEncoderLayer(width, heads, ff_size, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        # norm_first layers never take the nested-tensor fast path; say so to skip its warning.
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.ln_final = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, dim)
+        self.tokenize_clip = HumanMLTokenizer(max_tokens, context_length=max_tokens + 2)
+        self._compact = {int(c): i + 2 for i, c in enumerate(vocab.tolist())}
+        self._cache: dict[str, Tensor] = {}
+        self.to(device)
+
+    @staticmethod
+    def build_vocab(prompts: list[str], max_tokens: int = HUMANML_MAX_TOKENS) -> list[int]:
+        """The sorted CLIP ids (SOT and EOT included) of these prompts' tokenizations."""
+        ids = HumanMLTokenizer(max_tokens, context_length=max_tokens + 2)(list(prompts))
+        return sorted({SOT_TOKEN, EOT_TOKEN} | {int(i) for i in ids[ids != 0].tolist()})
+
+    @property
+    def device(self) -> torch.device:
+        return self.proj.weight.device
+
+    def to(self, *args, **kwargs) -> "BPETextEncoder":
+        super().to(*args, **kwargs)
+        self._cache = {prompt: emb.to(self.device) for prompt, emb in self._cache.items()}
+        return self
+
+    def tokenize(self, prompts: list[str]) -> Tensor:
+        """Compact ids ``[B, max_tokens + 2]`` (``PAD_ID`` after the end token) on :attr:`device`."""
+        clip_ids = self.tokenize_clip(list(prompts))
+        valid = torch.arange(clip_ids.shape[1]) <= (clip_ids == EOT_TOKEN).int().argmax(dim=1, keepdim=True)
+        compact = torch.tensor([[self._compact.get(int(c), UNK_ID) for c in row] for row in clip_ids.tolist()],
+                               dtype=torch.long).reshape(clip_ids.shape)
+        return torch.where(valid, compact, PAD_ID).to(self.device)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """``[B, dim]`` embeddings of compact ids ``[B, L]`` (with grad; the training path)."""
+        pad = ids == PAD_ID
+        h = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
+        h = self.ln_final(self.transformer(h, src_key_padding_mask=pad))
+        keep = (~pad).to(h.dtype)[..., None]
+        return self.proj((h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0))
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("encode takes a list of prompts, not one string")
+        new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if new:
+            was_training = self.training
+            self.eval()
+            self._cache.update(zip(new, self(self.tokenize(new)).float()))
+            self.train(was_training)
+        if not prompts:
+            return torch.zeros(0, self.dim, device=self.device)
+        return torch.stack([self._cache[p] for p in prompts])
+
+    def clear_cache(self) -> None:
+        """Forget cached embeddings (call after changing the weights)."""
+        self._cache = {}
+
+    def load_state_dict(self, *args, **kwargs):
+        result = super().load_state_dict(*args, **kwargs)
+        self._compact = {int(c): i + 2 for i, c in enumerate(self.vocab.tolist())}  # the loaded vocabulary
+        self.clear_cache()
+        return result
+
+    def architecture(self) -> dict:
+        """The sizes ``from_state`` needs besides the state (goes into args.json as ``text_encoder_args``)."""
+        layer = self.transformer.layers[0]
+        return {"width": self.token_embedding.embedding_dim, "layers": len(self.transformer.layers),
+                "heads": layer.self_attn.num_heads, "ff_size": layer.linear1.out_features,
+                "max_tokens": self.max_tokens}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor], config, device: torch.device | str = "cpu") -> "BPETextEncoder":
+        """The encoder saved in a checkpoint (``state``) for the model ``config`` (an MDMConfig)."""
+        hint = "the checkpoint's text_encoder entry is incomplete or from another version"
+        try:
+            width = int(state["token_embedding.weight"].shape[1])
+            layers = len({k.split(".")[2] for k in state if k.startswith("transformer.layers.")})
+            ff_size = int(state["transformer.layers.0.linear1.weight"].shape[0])
+            max_tokens = int(state["positional_embedding"].shape[0]) - 2
+            dim = int(state["proj.weight"].shape[0])
+            vocab = state["vocab"]
+        except (KeyError, IndexError):
+            raise UserError(f"cannot rebuild the 'bpe' text encoder: {hint}") from None
+        if dim != config.text_dim:
+            raise UserError(f"the 'bpe' text encoder gives {dim}-d embeddings but the model expects "
+                            f"text_dim={config.text_dim}: {hint}")
+        heads = int(config.extra.get("text_encoder_args", {}).get("heads", 4))
+        encoder = cls(vocab, dim=dim, width=width, layers=layers, heads=heads, ff_size=ff_size,
+                      max_tokens=max_tokens, dropout=0.0)
+        try:
+            encoder.load_state_dict(state)
+        except RuntimeError as err:
+            raise UserError(f"cannot load the 'bpe' text encoder ({str(err).splitlines()[0][:120]}): {hint}") from None
+        return encoder.to(device).eval()
+
+
+def drop_words(ids: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Word dropout for training: each BPE token (not SOT/EOT/padding) becomes ``UNK_ID`` with
+    probability ``p``, so the encoder learns to read a prompt from whichever words it knows."""
+    if p <= 0:
+        return ids
+    inner = ids != PAD_ID
+    inner[:, 0] = False  # SOT
+    last = inner.int().cumsum(dim=1).argmax(dim=1)  # last non-pad column: EOT
+    inner[torch.arange(len(ids)), last] = False
+    draw = torch.rand(ids.shape, generator=generator, device=generator.device if generator is not None else ids.device)
+    return torch.where(inner & (draw.to(ids.device) < p), UNK_ID, ids)

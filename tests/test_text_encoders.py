@@ -131,3 +131,106 @@ def test_registry_builds_by_name(state_dict_file):
     assert encoder.to("cpu") is encoder
     with pytest.raises(UserError, match="unknown text encoder 'glove'.*clip"):
         build_text_encoder("glove")
+
+
+# ----------------------------------------------------------------------------------------------
+# "bpe": the small text transformer trained with the demo model
+
+from motion_loop.mdm import MDMConfig  # noqa: E402
+from motion_loop.text_encoders import PAD_ID, UNK_ID, BPETextEncoder, drop_words, text_encoder_for  # noqa: E402
+
+TRAIN_CAPTIONS = ["a person walks forward", "someone jumps in place", "a man runs forward quickly"]
+
+
+def bpe_encoder(dim=24, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    vocab = BPETextEncoder.build_vocab(TRAIN_CAPTIONS)
+    return BPETextEncoder(vocab, dim=dim, width=16, layers=2, heads=2, ff_size=32, **kwargs).eval()
+
+
+def test_bpe_vocabulary_is_the_training_captions_ids():
+    bpe = clip_modules()[1].SimpleTokenizer()
+    vocab = BPETextEncoder.build_vocab(TRAIN_CAPTIONS)
+    expected = {SOT_TOKEN, EOT_TOKEN} | {i for c in TRAIN_CAPTIONS for i in bpe.encode(c)}
+    assert vocab == sorted(expected)
+
+
+def test_bpe_tokenize_maps_to_compact_ids_with_unk():
+    encoder = bpe_encoder()
+    bpe = clip_modules()[1].SimpleTokenizer()
+    ids = encoder.tokenize(["a person walks forward", "a zebra walks", LONG_PROMPT])
+    assert ids.shape == (3, 22) and ids.dtype == torch.long
+    vocab = encoder.vocab.tolist()
+    known = [vocab.index(i) + 2 for i in [SOT_TOKEN, *bpe.encode("a person walks forward"), EOT_TOKEN]]
+    assert ids[0, : len(known)].tolist() == known
+    assert (ids[0, len(known):] == PAD_ID).all()
+    zebra = bpe.encode("zebra")
+    assert ids[1, 2: 2 + len(zebra)].tolist() == [UNK_ID] * len(zebra)  # unseen word: UNK
+    assert (ids[2] != PAD_ID).all()  # a long prompt fills all 22 places, ending with EOT
+    assert ids[2, -1] == vocab.index(EOT_TOKEN) + 2
+
+
+def test_bpe_encode_shapes_cache_and_padding_independence():
+    encoder = bpe_encoder()
+    assert isinstance(encoder, TextEncoder) and encoder.dim == 24
+    out = encoder.encode(["a person walks forward", "someone jumps in place", "a person walks forward"])
+    assert out.shape == (3, 24) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], out[2], atol=0, rtol=0)
+    # a prompt's embedding does not depend on the other prompts in the batch (padding is masked)
+    alone = bpe_encoder().encode(["someone jumps in place"])
+    torch.testing.assert_close(alone[0], out[1], atol=1e-5, rtol=1e-5)
+    calls = []
+    encoder.transformer.register_forward_hook(lambda module, args, result: calls.append(args[0].shape[0]))
+    encoder.encode(["someone jumps in place", "a man runs forward quickly"])
+    assert calls == [1]  # only the new prompt
+    assert encoder.encode([]).shape == (0, 24)
+    with pytest.raises(TypeError):
+        encoder.encode("a person walks")
+
+
+def test_bpe_training_path_has_gradients():
+    encoder = bpe_encoder().train()
+    loss = encoder(encoder.tokenize(TRAIN_CAPTIONS)).pow(2).sum()
+    loss.backward()
+    assert encoder.token_embedding.weight.grad is not None and encoder.proj.weight.grad.abs().sum() > 0
+
+
+def test_bpe_from_state_round_trip_and_registry():
+    assert "bpe" in text_encoder_kinds() and "clip" in text_encoder_kinds()
+    encoder = bpe_encoder(dim=24, seed=3)
+    config = MDMConfig(text_dim=24, text_encoder_type="bpe", extra={"text_encoder_args": encoder.architecture()})
+    assert encoder.architecture() == {"width": 16, "layers": 2, "heads": 2, "ff_size": 32, "max_tokens": 20}
+    rebuilt = BPETextEncoder.from_state(encoder.state_dict(), config, "cpu")
+    prompts = ["a person walks forward", "a gentleman strolls"]
+    torch.testing.assert_close(rebuilt.encode(prompts), encoder.encode(prompts), atol=0, rtol=0)
+    assert rebuilt.to("cpu") is rebuilt and rebuilt.device == torch.device("cpu")
+
+    class Loaded:  # what load_model returns, as far as text_encoder_for reads it
+        path = "model.pt"
+        text_encoder_state = encoder.state_dict()
+
+    Loaded.config = config
+    torch.testing.assert_close(text_encoder_for(Loaded).encode(prompts), encoder.encode(prompts), atol=0, rtol=0)
+    Loaded.text_encoder_state = None
+    with pytest.raises(UserError, match="no 'text_encoder' entry"):
+        text_encoder_for(Loaded)
+    with pytest.raises(UserError, match="text_dim=32"):
+        BPETextEncoder.from_state(encoder.state_dict(), MDMConfig(text_dim=32, text_encoder_type="bpe"), "cpu")
+    with pytest.raises(UserError, match="cannot rebuild"):
+        BPETextEncoder.from_state({"vocab": encoder.vocab}, config, "cpu")
+    built = build_text_encoder("bpe", vocab=encoder.vocab, dim=8, width=16, heads=2)
+    assert built.encode(["walk"]).shape == (1, 8)
+
+
+def test_drop_words_keeps_start_end_and_padding():
+    encoder = bpe_encoder()
+    ids = encoder.tokenize(["a person walks forward"] * 400 + ["someone jumps in place"])
+    dropped = drop_words(ids, 0.3, torch.Generator().manual_seed(0))
+    changed = dropped != ids
+    assert (dropped[changed] == UNK_ID).all()
+    lengths = (ids != PAD_ID).sum(1)
+    assert not changed[:, 0].any() and not changed[torch.arange(len(ids)), lengths - 1].any()
+    assert not changed[ids == PAD_ID].any()
+    inner = (ids != PAD_ID).sum() - 2 * len(ids)
+    assert 0.25 < changed.sum() / inner < 0.35
+    assert torch.equal(drop_words(ids, 0.0), ids)
