@@ -1,0 +1,180 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from motion_loop.dataset import CropSampler, build_procedural, feature_stats, load_or_build
+from motion_loop.errors import UserError
+from motion_loop.mdm import MDM, MDMConfig, load_model
+from motion_loop.text_encoders import BPETextEncoder, text_encoder_for
+from motion_loop.train import Trainer, ema_decay_at, learning_rate, main, update_ema
+
+TINY_FLAGS = [
+    "--motions_per_kind", "1", "--motion_frames", "40", "--min_frames", "10", "--max_frames", "30",
+    "--latent_dim", "16", "--layers", "1", "--ff_size", "32", "--num_heads", "2", "--text_width", "16",
+    "--text_layers", "1", "--text_heads", "2", "--text_ff_size", "32", "--batch_size", "4",
+    "--diffusion_steps", "50", "--warmup", "2", "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return build_procedural(2, 40, seed=0, kinds=("walk", "jump"), captions_per_motion=4, margin=10)
+
+
+def tiny_trainer(data, seed=0, **kwargs) -> Trainer:
+    mean, std = feature_stats(data.features)
+    sampler = CropSampler(data, mean, std, 16, 32)
+    config = MDMConfig(latent_dim=32, layers=2, ff_size=64, num_heads=4, text_dim=32, text_encoder_type="bpe",
+                       mask_frames=True, diffusion_steps=50, pos_embed_max_len=100, max_motion_length=32,
+                       dropout=0.0, extra={"text_encoder_args": {"heads": 4}})
+    torch.manual_seed(seed)
+    encoder = BPETextEncoder(BPETextEncoder.build_vocab(data.all_captions()), dim=32, width=32, layers=1, heads=4,
+                             ff_size=64, dropout=0.0)
+    return Trainer(MDM(config), encoder, sampler, seed=seed, **kwargs)
+
+
+@torch.no_grad()
+def fixed_loss(trainer: Trainer, batches: int = 8) -> float:
+    """The loss on the same noisy batches every time (own generator; the trainer's is kept)."""
+    saved = trainer.generator.get_state()
+    trainer.generator.manual_seed(1234)
+    trainer.nets.eval()
+    value = float(np.mean([float(trainer.loss(*trainer.sampler.sample(16, trainer.generator))) for _ in range(batches)]))
+    trainer.generator.set_state(saved)
+    return value
+
+
+def test_procedural_data_and_crops(tiny_data):
+    assert tiny_data.features.shape == (4, 40, 263) and tiny_data.features.dtype == np.float32
+    assert tiny_data.kinds == ["walk", "walk", "jump", "jump"]
+    assert all(1 <= len(c) <= 4 for c in tiny_data.captions)
+    mean, std = feature_stats(tiny_data.features)
+    assert std.min() >= 0.01  # the floor guards near-constant features
+    sampler = CropSampler(tiny_data, mean, std, 5, 12)
+    x, texts = sampler.sample(6, torch.Generator().manual_seed(0))
+    assert x.shape[:3] == (6, 263, 1) and 5 <= x.shape[-1] <= 12 and len(texts) == 6
+    # every crop is a contiguous piece of one normalized motion
+    normalized = (tiny_data.features - mean) / std
+    for row in x[:, :, 0].transpose(1, 2).numpy():
+        hits = [np.abs(normalized[i, s: s + len(row)] - row).max() < 1e-5
+                for i in range(4) for s in range(40 - len(row) + 1)]
+        assert any(hits)
+    with pytest.raises(ValueError, match="max_frames"):
+        CropSampler(tiny_data, mean, std, 5, 41)
+
+
+def test_dataset_cache_is_reused(tmp_path):
+    first, path = load_or_build(tmp_path, 1, 12, seed=3, margin=5)
+    stamp = path.stat().st_mtime_ns
+    again, path_again = load_or_build(tmp_path, 1, 12, seed=3, margin=5)
+    assert path_again == path and path.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(first.features, again.features)
+    assert first.captions == again.captions and first.kinds == again.kinds and first.params == again.params
+    _, other = load_or_build(tmp_path, 1, 12, seed=4, margin=5)
+    assert other != path
+
+
+def test_a_few_steps_reduce_the_loss(tiny_data):
+    trainer = tiny_trainer(tiny_data, lr=3e-3, warmup=5, total_steps=80)
+    before = fixed_loss(trainer)
+    for _ in range(80):
+        trainer.train_step(16)
+    after = fixed_loss(trainer)
+    assert after < 0.7 * before, (before, after)
+    assert trainer.step == 80 and len(trainer.history) == 80
+
+
+def test_ema_update_and_decay():
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay_at(90, 0.999) == pytest.approx(91 / 100)
+    assert ema_decay_at(10**6, 0.999) == 0.999
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    model.register_buffer("count", torch.tensor(5.0))
+    ema.register_buffer("count", torch.tensor(0.0))
+    expected = [0.75 * e + 0.25 * p for e, p in zip(ema.parameters(), model.parameters())]
+    update_ema(ema, model, 0.75)
+    for e, want in zip(ema.parameters(), expected):
+        torch.testing.assert_close(e, want)
+    assert float(ema.count) == 5.0  # buffers are copied
+
+
+def test_trainer_ema_follows_the_weights(tiny_data):
+    trainer = tiny_trainer(tiny_data, ema_decay=0.5)
+    start = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
+    trainer.train_step(4)
+    decay = ema_decay_at(0, 0.5)  # 0.1: the first update mostly takes the new weights
+    for key, value in trainer.nets.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(trainer.ema.state_dict()[key], decay * start[key] + (1 - decay) * value)
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0, 1.0, 10, 100) == pytest.approx(0.1)
+    assert learning_rate(9, 1.0, 10, 100) == pytest.approx(1.0)
+    assert learning_rate(10, 1.0, 10, 100) == pytest.approx(1.0)
+    assert learning_rate(100, 1.0, 10, 100) == pytest.approx(0.1)
+    assert learning_rate(55, 1.0, 10, 100) == pytest.approx(0.55)
+
+
+def test_checkpoint_and_resume_reproduce_training(tmp_path, capsys):
+    straight = tmp_path / "straight"
+    flags = TINY_FLAGS + ["--cache_dir", str(tmp_path / "cache"), "--seed", "3"]
+    assert main(flags + ["--save_dir", str(straight), "--steps", "6", "--save_every", "3"]) == 0
+    names = sorted(p.name for p in straight.iterdir())
+    assert names == ["Mean.npy", "Std.npy", "args.json", "model000000003.pt", "model000000006.pt",
+                     "train000000003.pt", "train000000006.pt", "train_log.jsonl"]
+
+    # A run stopped after step 3: resume it and compare with the straight run.
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    for name in ["Mean.npy", "Std.npy", "args.json", "model000000003.pt", "train000000003.pt"]:
+        shutil.copy(straight / name, resumed / name)
+    assert main(flags + ["--save_dir", str(resumed), "--steps", "6", "--save_every", "3", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    a = torch.load(straight / "train000000006.pt", weights_only=True)
+    b = torch.load(resumed / "train000000006.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for part in ("nets", "ema"):
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], atol=0, rtol=0, msg=f"{part}.{key}")
+    torch.testing.assert_close(a["history"], b["history"], atol=0, rtol=0)
+    torch.testing.assert_close(a["optimizer"]["state"][0]["exp_avg"], b["optimizer"]["state"][0]["exp_avg"], atol=0, rtol=0)
+
+    # Nothing is overwritten: a fresh run into a used folder, or resuming where nothing is, is refused.
+    assert main(flags + ["--save_dir", str(straight), "--steps", "6"]) == 2
+    assert main(flags + ["--save_dir", str(tmp_path / "empty"), "--steps", "6", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds checkpoints" in err and "no train*.pt" in err
+
+
+def test_saved_checkpoint_loads_with_its_text_encoder(tmp_path, tiny_data):
+    trainer = tiny_trainer(tiny_data)
+    for _ in range(3):
+        trainer.train_step(4)
+    model_path, state_path = trainer.save(tmp_path)
+    assert model_path.name == "model000000003.pt" and state_path.name == "train000000003.pt"
+    with pytest.raises(UserError, match="already exists"):
+        trainer.save(tmp_path)
+
+    loaded = load_model(model_path)
+    assert loaded.config == trainer.model.config and loaded.config.text_encoder_type == "bpe"
+    encoder = text_encoder_for(loaded)
+    prompts = ["a person walks forward", "someone jumps up and down", "an unseen zebra phrase"]
+    torch.testing.assert_close(encoder.encode(prompts), trainer.ema["text"].eval().encode(prompts))
+    x = torch.randn(2, 263, 1, 20)
+    t = torch.tensor([3, 40])
+    y = {"text_embed": encoder.encode(prompts[:2]), "mask": torch.ones(2, 1, 1, 20, dtype=torch.bool)}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x, t, y), trainer.ema["mdm"].eval()(x, t, y))
+    # the sampling file holds the EMA weights only (small), the training state the rest
+    saved = torch.load(model_path, weights_only=True)
+    assert sorted(saved) == ["model", "text_encoder"]
+
+
+def test_bad_flags_are_one_line_errors(tmp_path, capsys):
+    assert main(TINY_FLAGS + ["--save_dir", str(tmp_path / "x"), "--min_frames", "35"]) == 2
+    assert main(TINY_FLAGS + ["--save_dir", str(tmp_path / "x"), "--steps", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--min_frames" in err[0] and "--steps" in err[1]
