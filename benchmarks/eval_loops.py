@@ -87,6 +87,10 @@ def evaluate_loops(joints: np.ndarray, kinds: list[str], layout, classify, fps: 
         row = {k: report[k] for k in SEAM_KEYS}
         row["foot_skating"] = foot_skating_ratio(loop, fps)
         row["jerk_profile"] = jerk_profile(sequence).tolist()
+        # Worst jerk anywhere in the loop (window and overlap edges too), as loop_seam_report measures
+        # jerk (per-stencil L2 norm averaged over joints), relative to the loop's median.
+        per_stencil = np.linalg.norm(np.diff(sequence, n=3, axis=0), axis=-1).mean(axis=-1)
+        row["worst_jerk_ratio"] = float(per_stencil.max() / max(np.median(per_stencil), 1e-9))
         row["seam_index"] = seam
         if classify is not None:
             # Windows read off the loop played twice (no jump where a window wraps around).
@@ -136,29 +140,32 @@ def per_kind_table(results: dict, kinds: list[str], key: str) -> str:
 
 
 def plot_profiles(results: dict, path: Path, layout, fps: float, title: str) -> None:
+    """Jerk profile around the seam, mean (left) and median (right) over runs, one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=100)
-    for label, runs in results.items():
-        profiles = np.array([r["jerk_profile"] for r in runs]) * fps**3  # m/s^3
-        seam = runs[0]["seam_index"]
-        x = np.arange(profiles.shape[1]) + 1.5 - seam  # centre of the stencil k .. k+3
-        ax.plot(x, profiles.mean(axis=0), label=label, lw=1.3)
-    ax.axvline(0, color="k", lw=0.6, ls=":")
-    # Window boundaries (frame offsets from the seam, which is the start of window 0).
-    for i in range(layout.n_windows):
-        for edge in (i * layout.stride, i * layout.stride + layout.overlap):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90, sharey=True)
+    for ax, (name, reduce) in zip(axes, (("mean", np.mean), ("median", np.median))):
+        for label, runs in results.items():
+            profiles = np.array([r["jerk_profile"] for r in runs]) * fps**3  # m/s^3
+            x = np.arange(profiles.shape[1]) + 1.5 - runs[0]["seam_index"]  # centre of the stencil k .. k+3
+            ax.plot(x, reduce(profiles, axis=0), label=label, lw=1.1)
+        # Where the collage's composition changes (window and overlap edges), relative to the seam,
+        # which is the first frame of window 0.
+        edges = {e % layout.length for i in range(layout.n_windows)
+                 for e in (i * layout.stride, i * layout.stride + layout.overlap)}
+        for edge in edges:
             for offset in (edge, edge - layout.length):
-                if x[0] <= offset <= x[-1] and offset != 0:
-                    ax.axvline(offset, color="0.8", lw=0.5, zorder=0)
-    ax.set_yscale("log")
-    ax.set_xlabel("frame relative to the loop's seam (grey: window/overlap edges)")
-    ax.set_ylabel("jerk, max over joints (m/s³)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
+                if x[0] <= offset <= x[-1]:
+                    ax.axvline(offset, color="0.75" if offset else "k", lw=0.6, ls="-" if offset else ":", zorder=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("frame relative to the loop's seam (grey: window/overlap edges)", fontsize=8)
+        ax.set_title(f"{name} over runs", fontsize=9)
+    axes[0].set_ylabel("jerk, max over joints (m/s³)", fontsize=8)
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -242,7 +249,8 @@ def main() -> None:
             print(f"  {label}: done ({np.mean([r['seconds_per_loop'] for r in results[label]]):.2f} s per loop)", flush=True)
 
     columns = [("velocity_ratio", "seam/interior velocity", ".2f"), ("acceleration_ratio", "seam/interior accel.", ".2f"),
-               ("jerk_ratio", "seam/interior jerk", ".2f"), ("peak_jerk", "PJ (m/frame³)", ".3f"),
+               ("jerk_ratio", "seam/interior jerk", ".2f"), ("worst_jerk_ratio", "worst/median jerk, whole loop", ".1f"),
+               ("peak_jerk", "PJ (m/frame³)", ".3f"),
                ("auj", "AUJ (m/frame³)", ".2f"), ("foot_skating", "foot skating", ".3f"),
                ("kind_accuracy", "kind accuracy", ".2f"), ("seconds_per_loop", "s / loop", ".2f")]
     print()
