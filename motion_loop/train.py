@@ -77,7 +77,7 @@ class Trainer:
 
     def __init__(self, model: MDM, text_encoder: BPETextEncoder, sampler: CropSampler, *, lr: float = 4e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 200, total_steps: int = 1000,
-                 word_dropout: float = 0.15, grad_clip: float = 1.0, seed: int = 10,
+                 word_dropout: float = 0.15, grad_clip: float = 1.0, lambda_vel: float = 0.0, seed: int = 10,
                  device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.nets = nn.ModuleDict({"mdm": model, "text": text_encoder}).to(self.device)
@@ -85,6 +85,7 @@ class Trainer:
         self.sampler = sampler
         self.lr, self.warmup, self.total_steps = lr, warmup, total_steps
         self.ema_decay, self.word_dropout, self.grad_clip = ema_decay, word_dropout, grad_clip
+        self.lambda_vel = lambda_vel
         self.optimizer = torch.optim.AdamW(self.nets.parameters(), lr=lr, weight_decay=weight_decay)
         self.abar = alphas_cumprod_for(model.config).float().to(self.device)
         self.generator = torch.Generator().manual_seed(seed)
@@ -112,7 +113,14 @@ class Trainer:
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         mask = torch.ones(batch, 1, 1, x0.shape[-1], dtype=torch.bool, device=self.device)
         pred = self.model(x_t, t, {"text_embed": text_embed, "uncond": uncond, "mask": mask})
-        return ((pred - x0) ** 2 * mask).sum() / (mask.sum() * x0.shape[1])
+        loss = ((pred - x0) ** 2 * mask).sum() / (mask.sum() * x0.shape[1])
+        if self.lambda_vel > 0:
+            # MDM's lambda_vel, on the features: the frame-to-frame change of the prediction must
+            # match the data's, which penalizes jitter that the plain MSE barely sees.
+            pair = mask[..., 1:] & mask[..., :-1]
+            vel_error = (pred.diff(dim=-1) - x0.diff(dim=-1)) ** 2
+            loss = loss + self.lambda_vel * (vel_error * pair).sum() / (pair.sum() * x0.shape[1]).clamp(min=1)
+        return loss
 
     def train_step(self, batch_size: int) -> float:
         self.nets.train()
@@ -230,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     g.add_argument("--ema_decay", type=float, default=0.999, help="EMA decay of the saved weights (default 0.999)")
     g.add_argument("--grad_clip", type=float, default=1.0, help="clip the gradient norm; 0 disables (default 1)")
+    g.add_argument("--lambda_vel", type=float, default=0.0,
+                   help="weight of the velocity loss: MSE of the frame-to-frame change of the predicted "
+                        "features (MDM's lambda_vel, on features) (default 0)")
     return p
 
 
@@ -277,7 +288,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def prepare_stats(save_dir: Path, features: np.ndarray, resume: bool) -> tuple[np.ndarray, np.ndarray]:
+def prepare_stats(save_dir: Path, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean/Std of the data, written beside the checkpoints (or read back when resuming)."""
     mean, std = feature_stats(features)
     mean_path, std_path = save_dir / "Mean.npy", save_dir / "Std.npy"
@@ -312,7 +323,7 @@ def run(args) -> Trainer:
 
     started = time.perf_counter()
     data, cache = load_or_build(args.cache_dir, args.motions_per_kind, args.motion_frames, args.data_seed)
-    mean, std = prepare_stats(save_dir, data.features, args.resume)
+    mean, std = prepare_stats(save_dir, data.features)
     sampler = CropSampler(data, mean, std, args.min_frames, args.max_frames)
     print(f"data: {len(data)} procedural motions x {args.motion_frames} frames ({data.features.nbytes / 2**20:.0f} MiB), "
           f"{len(set(data.all_captions()))} distinct captions, {time.perf_counter() - started:.1f} s"
@@ -326,7 +337,8 @@ def run(args) -> Trainer:
                                   max_tokens=text_args["max_tokens"], dropout=args.dropout)
     trainer = Trainer(MDM(config), text_encoder, sampler, lr=args.lr, weight_decay=args.weight_decay,
                       ema_decay=args.ema_decay, warmup=args.warmup, total_steps=args.steps,
-                      word_dropout=args.word_dropout, grad_clip=args.grad_clip, seed=args.seed, device=device)
+                      word_dropout=args.word_dropout, grad_clip=args.grad_clip, lambda_vel=args.lambda_vel,
+                      seed=args.seed, device=device)
     if args.resume:
         state = torch.load(latest, map_location=device, weights_only=True)
         if state["nets"]["text.vocab"].tolist() != vocab:

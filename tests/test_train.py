@@ -178,3 +178,21 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
     assert main(TINY_FLAGS + ["--save_dir", str(tmp_path / "x"), "--steps", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--min_frames" in err[0] and "--steps" in err[1]
+
+
+def test_velocity_loss_adds_the_mse_of_frame_differences(tiny_data):
+    trainer = tiny_trainer(tiny_data)
+    trainer.nets.eval()
+    x0, texts = trainer.sampler.sample(4, torch.Generator().manual_seed(5))
+    outputs = []
+    trainer.model.register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
+    state = trainer.generator.get_state()
+    with torch.no_grad():
+        plain = trainer.loss(x0, texts)
+        trainer.generator.set_state(state)
+        trainer.lambda_vel = 2.0
+        with_vel = trainer.loss(x0, texts)
+    torch.testing.assert_close(outputs[0], outputs[1])  # same draws, same prediction
+    pred = outputs[0]
+    torch.testing.assert_close(plain, ((pred - x0) ** 2).mean())
+    torch.testing.assert_close(with_vel - plain, 2.0 * ((pred.diff(dim=-1) - x0.diff(dim=-1)) ** 2).mean())
