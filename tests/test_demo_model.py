@@ -1,0 +1,49 @@
+"""The bundled demo checkpoint (save/demo_humanml_trans_enc_*): present, small, loads offline, samples."""
+
+import json
+
+import numpy as np
+import torch
+
+from motion_loop.collage import CollageDenoiser, Layout
+from motion_loop.diffusion import MDMDenoiser
+from motion_loop.generate import DEMO_MODEL
+from motion_loop.humanml import Normalizer, recover_from_ric
+from motion_loop.mdm import load_model
+from motion_loop.sampling import sample_heun
+from motion_loop.text_encoders import text_encoder_for
+
+MAX_BYTES = 20 * 2**20
+
+
+def test_demo_folder_is_complete_and_small():
+    assert DEMO_MODEL.is_file(), f"{DEMO_MODEL} is missing: the demo model must be committed"
+    assert DEMO_MODEL.stat().st_size <= MAX_BYTES
+    folder = DEMO_MODEL.parent
+    for name in ("args.json", "Mean.npy", "Std.npy", "README.md"):
+        assert (folder / name).is_file(), name
+    args = json.loads((folder / "args.json").read_text())
+    assert args["text_encoder_type"] == "bpe" and args["mask_frames"] is True
+    stats = Normalizer.from_dir(folder)
+    assert stats.std.min() > 0 and np.isfinite(stats.mean).all()
+
+
+def test_demo_model_samples_finite_motion_offline():
+    loaded = load_model(DEMO_MODEL)
+    encoder = text_encoder_for(loaded)  # the checkpoint carries its text encoder: no download
+    text = encoder.encode(["a person walks forward", "a person jumps in place"])
+    assert text.shape == (2, loaded.config.text_dim) and torch.isfinite(text).all()
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=2.5)
+    sigmas = denoiser.sigmas(4)
+    generator = torch.Generator().manual_seed(0)
+    x = sigmas[0].float() * torch.randn(2, 263, 1, 30, generator=generator)
+    with torch.inference_mode():
+        x0 = sample_heun(denoiser, x, sigmas, cond={"text_embed": text})
+        # a short DiffCollage loop too: windows of 20 frames overlapping by 10
+        loop = CollageDenoiser(denoiser, Layout(20, 10, 3, cyclic=True))
+        x_loop = sample_heun(loop, sigmas[0].float() * torch.randn(1, 263, 1, 30, generator=generator), sigmas,
+                             cond={"text_embed": text[:1]})
+    assert torch.isfinite(x0).all() and torch.isfinite(x_loop).all()
+    features = Normalizer.from_dir(DEMO_MODEL.parent).denormalize(x0[:, :, 0].transpose(1, 2).numpy())
+    joints = recover_from_ric(features)
+    assert joints.shape == (2, 30, 22, 3) and np.isfinite(joints).all()
