@@ -211,6 +211,7 @@ class _Panel:
         data[..., 2] -= self.trajectory[:, None, 1]
         self.data = data
         self.plane_lo, self.plane_hi = lo[[0, 2]], hi[[0, 2]]
+        self.radius = radius
 
         ax = fig.add_axes(rect, projection="3d")
         ax.set_xlim(-radius / 2, radius / 2)
@@ -239,8 +240,10 @@ class _Panel:
 
     def set_frame(self, index: int) -> None:
         index = min(index, len(self.data) - 1)           # shorter panels hold their last frame
-        (x0, z0) = self.plane_lo - self.trajectory[index]
-        (x1, z1) = self.plane_hi - self.trajectory[index]
+        # The ground under the whole motion, clipped to the view: vertices far outside it would
+        # cross the camera plane in perspective and turn the polygon inside out.
+        (x0, z0) = np.maximum(self.plane_lo - self.trajectory[index], -self.radius)
+        (x1, z1) = np.minimum(self.plane_hi - self.trajectory[index], self.radius)
         self.plane.set_verts([[(x0, 0, z0), (x0, 0, z1), (x1, 0, z1), (x1, 0, z0)]])
         past = self.trajectory[: index + 1] - self.trajectory[index]
         self.trail.set_data_3d(past[:, 0], np.zeros(len(past)), past[:, 1])
