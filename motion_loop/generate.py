@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="render stick-figure videos (default on)")
     g.add_argument("--loop_repeats", type=int, default=3,
                    help="a loop's video plays it this many times back to back (default 3)")
+    g.add_argument("--bvh", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write each motion as BVH for animation tools (default on; a loop's BVH is one cycle)")
     g.add_argument("--in_place", action=argparse.BooleanOptionalAction, default=False,
                    help="play loops in place (root held at the origin, heading kept) instead of advancing")
     g.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
@@ -426,11 +428,21 @@ def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sa
     written["features.npy"] = write_atomic(output_dir / "features.npy",
                                            lambda tmp: np.save(tmp, features.astype(np.float32)),
                                            overwrite=args.overwrite)
+    if args.bvh:
+        from motion_loop.export import write_bvh
+        from motion_loop.results import video_name
+
+        n = len(plan.prompts)
+        for index, motion in enumerate(joints):
+            name = video_name(index % n, index // n, ".bvh")
+            written[name] = write_bvh(output_dir / name, motion, plan.fps, loop=plan.loop,
+                                      in_place=args.in_place, overwrite=args.overwrite)
     rendering_s = time.perf_counter() - started
 
     videos = sorted(name for name in written if name.endswith((".mp4", ".gif")))
     print(f"wrote {len(joints)} motion(s) to {output_dir}")
-    print(f"  results.npy (joints), features.npy (HumanML3D features), run.json, {len(videos)} video(s)"
+    bvh = "BVH, " if args.bvh else ""
+    print(f"  results.npy (joints), features.npy (HumanML3D features), {bvh}run.json, {len(videos)} video(s)"
           + (f": {', '.join(videos[:4])}{' ...' if len(videos) > 4 else ''}" if videos else ""))
     if seams:
         med = {k: float(np.median([s[k] for s in seams])) for k in ("velocity_ratio", "acceleration_ratio", "jerk_ratio")}

@@ -77,8 +77,10 @@ def test_loop_writes_results_video_and_seam_report(tiny, tmp_path, capsys):
     assert layout.length == 60 and layout.window <= 60
     assert len(run["seam_reports"]) == 2 and run["seam_reports"][0]["velocity_ratio"] > 0
     assert run["sampler"] == "edm" and run["seed"] == 10
-    videos = sorted(p.name for p in out_dir.glob("sample*_rep*.*"))
-    assert videos[:2] == ["sample00_rep00.mp4", "sample00_rep01.mp4"]
+    videos = sorted(p.name for p in out_dir.glob("sample*_rep*.mp4"))
+    assert videos == ["sample00_rep00.mp4", "sample00_rep01.mp4"]
+    bvh = (out_dir / "sample00_rep01.bvh").read_text()
+    assert bvh.startswith("HIERARCHY") and "Frames: 60" in bvh  # one cycle of the loop
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(out_dir / "sample00_rep00.mp4"))
@@ -98,6 +100,7 @@ def test_long_motion_is_a_chain_of_windows(tiny, tmp_path, capsys):
     assert run["layout"]["cyclic"] is False and run["layout"]["n_windows"] >= 3
     assert run["seam_reports"] is None
     assert not list(out_dir.glob("*.mp4"))
+    assert (out_dir / "sample00_rep00.bvh").is_file()
 
 
 def test_input_text_batches_and_ddpm_sampler(tiny, tmp_path, capsys):
