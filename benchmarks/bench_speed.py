@@ -8,8 +8,9 @@ random weights (speed does not depend on them; no files needed).
 2. Loops of n = 2, 4, 8, 16 windows of 196 frames overlapping by 64: DiffCollage ``condind``
    (every window and overlap of the loop, both guidance branches, in ONE model call per
    evaluation), ``avg`` (windows only) and sequential outpainting by replacement (n window
-   samplings one after the other). Timed over a few Heun steps and extrapolated to a loop of
-   --loop-steps steps; the n = 2 loops are also sampled in full to check the extrapolation.
+   samplings one after the other; one window step is the same for every n, so it is timed once).
+   Timed over a few Heun steps and extrapolated to a loop of --loop-steps steps; the n = 2 and
+   n = 4 loops are also sampled in full to check the extrapolation.
 
 The original checkpoint's model (``mask_frames`` False) sees every row on its 196-frame canvas, so
 every row of every call below is 196 frames: a window, an overlap or a single motion cost the same.
@@ -103,15 +104,17 @@ def main() -> None:
                    help="torch.compile the model (each new batch shape compiles during its warm-up)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--frames", type=int, default=196, help="frames of the single motion (default 196)")
-    p.add_argument("--ddpm-steps-timed", type=int, default=10, help="DDPM steps timed, extrapolated to 1000 (default 10)")
+    p.add_argument("--ddpm-steps-timed", type=int, default=20, help="DDPM steps timed, extrapolated to 1000 (default 20)")
     p.add_argument("--edm-steps", type=int, nargs="+", default=[20, 40, 100], help="EDM Heun steps (default 20 40 100)")
     p.add_argument("--windows", type=int, nargs="+", default=[2, 4, 8, 16], help="windows per loop (default 2 4 8 16)")
     p.add_argument("--window", type=int, default=196, help="frames per window (default 196)")
     p.add_argument("--overlap", type=int, default=64, help="frames shared by neighbouring windows (default 64)")
     p.add_argument("--loop-steps", type=int, default=40, help="Heun steps of a loop (default 40)")
-    p.add_argument("--steps-timed", type=int, default=2, help="Heun steps timed per loop configuration (default 2)")
-    p.add_argument("--check-windows", type=int, nargs="*", default=[2],
-                   help="loops also sampled in full to check the extrapolation (default 2)")
+    p.add_argument("--steps-timed", type=int, default=3, help="Heun steps timed per collage loop (default 3)")
+    p.add_argument("--window-steps-timed", type=int, default=10,
+                   help="Heun steps timed for one outpainting window (default 10)")
+    p.add_argument("--check-windows", type=int, nargs="*", default=[2, 4],
+                   help="loops also sampled in full to check the extrapolation (default 2 4)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
     args = p.parse_args()
 
@@ -148,15 +151,23 @@ def main() -> None:
             sample_heun(ours, x, sigmas[-3:], cond=cond)  # warm-up
             seconds = time_run(lambda: sample_heun(ours, x, sigmas, cond=cond), device)
             n = len(sigmas) - 1
-            print(f"| EDM Heun, batched guidance | {n} | {evaluations(n)} (2) | {seconds / n:.3f} | {seconds:.1f} | "
+            levels = f"{n}" if n == steps else f"{n} ({steps} asked; {n} distinct discrete levels)"
+            print(f"| EDM Heun, batched guidance | {levels} | {evaluations(n)} (2) | {seconds / n:.3f} | {seconds:.1f} | "
                   f"{ddpm_total / seconds:.0f}x |", flush=True)
 
         # 2. loops
         sigmas = ours.sigmas(args.loop_steps).to(device)
         n_steps = len(sigmas) - 1
         per_loop = evaluations(n_steps) / 2  # corrected-step equivalents of one sampling run
+        # Outpainting: one window that holds its first overlap frames; the same cost for every n.
+        mask = torch.arange(args.window, device=device) < args.overlap
+        held = ReplacementDenoiser(ours, torch.zeros(1, 263, 1, args.window, device=device), mask, g)
+        x = sigmas[0].float() * torch.randn(1, 263, 1, args.window, generator=g, device=device)
+        window_step = time_heun_steps(held, x, sigmas, cond, device, args.window_steps_timed)
         print(f"\n## Loops of n windows ({args.window} frames, overlap {args.overlap}), {n_steps} Heun steps "
               f"({evaluations(n_steps)} evaluations) per sampling; {load()}\n")
+        print(f"One outpainting window: {window_step:.3f} s per Heun step (over {args.window_steps_timed} steps), "
+              f"{window_step * per_loop:.1f} s per window sampling.\n")
         print("| n | loop frames | sampler | model calls / evaluation | rows / call | s / Heun step | s / loop | "
               "vs condind |")
         print("|---|---|---|---|---|---|---|---|")
@@ -173,10 +184,7 @@ def main() -> None:
                 rows[method] = (step, step * per_loop)
                 print(f"| {n} | {layout.length} | DiffCollage {method} | {calls:.0f} | {2 * pieces} | {step:.2f} | "
                       f"{step * per_loop:.1f} | {step / rows['condind'][0]:.2f} |", flush=True)
-            # Outpainting: n samplings of one window each; a window that holds its first overlap frames.
-            mask = torch.arange(layout.window, device=device) < layout.overlap
-            window = ReplacementDenoiser(ours, torch.zeros(1, 263, 1, layout.window, device=device), mask, g)
-            step = time_heun_steps(window, x[..., : layout.window], sigmas, cond, device, args.steps_timed)
+            step = window_step
             print(f"| {n} | {layout.length} | sequential outpainting | {n} sequential samplings x 1 | 2 | "
                   f"{step:.2f} per window | {n * step * per_loop:.1f} | {n * step / rows['condind'][0]:.2f} |", flush=True)
             if n in args.check_windows:

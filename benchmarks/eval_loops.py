@@ -255,6 +255,12 @@ def main() -> None:
                ("kind_accuracy", "kind accuracy", ".2f"), ("seconds_per_loop", "s / loop", ".2f")]
     print()
     print(markdown_tables(results, columns))
+    print(f"\nWall time per loop (one batch of {len(prompts)} prompts per seed, divided by {len(prompts)}; "
+          f"min / median / max over the {len(args.seeds)} seeds; {len(sigmas) - 1} Heun steps):\n")
+    print("| method | s / loop, min | median | max |\n|---|---|---|---|")
+    for label, runs in results.items():
+        per_seed = sorted({r["seed"]: r["seconds_per_loop"] for r in runs}.values())
+        print(f"| {label} | {per_seed[0]:.2f} | {np.median(per_seed):.2f} | {per_seed[-1]:.2f} |")
     print("\nSeam/interior jerk ratio by motion kind (median over seeds):\n")
     print(per_kind_table(results, kinds, "jerk_ratio"))
     if classify is not None:
