@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def load() -> str:
 
 
 def time_ddpm(model_fn, shape, alphas_cumprod, device, steps_timed: int, warmup: int = 2) -> float:
-    """Seconds per DDPM step, over ``steps_timed`` steps after ``warmup`` steps."""
+    """Median seconds per DDPM step over ``steps_timed`` steps after ``warmup`` steps."""
     stamps: list[float] = []
 
     def callback(info):
@@ -74,7 +75,7 @@ def time_ddpm(model_fn, shape, alphas_cumprod, device, steps_timed: int, warmup:
                     device=device, callback=callback)
     except _Enough:
         pass
-    return (stamps[-1] - stamps[warmup]) / (len(stamps) - 1 - warmup)
+    return statistics.median(b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:]))
 
 
 def time_run(run, device) -> float:
@@ -85,10 +86,24 @@ def time_run(run, device) -> float:
     return time.perf_counter() - start
 
 
+def heun_step_times(denoiser, x, sigmas, cond, device) -> list[float]:
+    """Seconds of each Heun step of ``sample_heun`` over ``sigmas`` (a callback stamps every step)."""
+    sync(device)
+    stamps = [time.perf_counter()]
+
+    def callback(info):
+        sync(device)
+        stamps.append(time.perf_counter())
+
+    sample_heun(denoiser, x, sigmas, cond=cond, callback=callback)
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
 def time_heun_steps(denoiser, x, sigmas, cond, device, steps_timed: int) -> float:
-    """Seconds per corrected Heun step (2 evaluations), over ``steps_timed`` steps after one warm-up step."""
+    """Median seconds of a corrected Heun step (2 evaluations) over ``steps_timed`` steps after one
+    warm-up step (the median keeps a step slowed by another process on the machine out)."""
     sample_heun(denoiser, x, sigmas[:2], cond=cond)
-    return time_run(lambda: sample_heun(denoiser, x, sigmas[: steps_timed + 1], cond=cond), device) / steps_timed
+    return statistics.median(heun_step_times(denoiser, x, sigmas[: steps_timed + 1], cond, device))
 
 
 def evaluations(steps: int) -> int:
@@ -141,7 +156,7 @@ def main() -> None:
         ddpm_step = time_ddpm(official.ddpm_model_fn(text), shape, abar, device, args.ddpm_steps_timed)
         ddpm_total = ddpm_step * len(abar)
         print(f"\n## One {args.frames}-frame motion\n")
-        print("| sampler | steps | model calls (rows each) | s / step | s / motion | speed-up vs official |")
+        print("| sampler | steps | model calls (rows each) | s / step (median) | s / motion | speed-up vs official |")
         print("|---|---|---|---|---|---|")
         print(f"| official DDPM, guidance in 2 calls | {len(abar)} | {2 * len(abar)} (1) | {ddpm_step:.3f} | "
               f"{ddpm_total:.1f} (extrapolated from {args.ddpm_steps_timed} steps) | 1.0 |")
@@ -149,11 +164,12 @@ def main() -> None:
             sigmas = ours.sigmas(steps).to(device)
             x = sigmas[0].float() * torch.randn(shape, generator=g, device=device)
             sample_heun(ours, x, sigmas[-3:], cond=cond)  # warm-up
-            seconds = time_run(lambda: sample_heun(ours, x, sigmas, cond=cond), device)
-            n = len(sigmas) - 1
+            times = heun_step_times(ours, x, sigmas, cond, device)
+            seconds, n = sum(times), len(times)
             levels = f"{n}" if n == steps else f"{n} ({steps} asked; {n} distinct discrete levels)"
-            print(f"| EDM Heun, batched guidance | {levels} | {evaluations(n)} (2) | {seconds / n:.3f} | {seconds:.1f} | "
-                  f"{ddpm_total / seconds:.0f}x |", flush=True)
+            # the median corrected step (the last step, to sigma = 0, is a single evaluation)
+            print(f"| EDM Heun, batched guidance | {levels} | {evaluations(n)} (2) | {statistics.median(times[:-1]):.3f} | "
+                  f"{seconds:.1f} | {ddpm_total / seconds:.0f}x |", flush=True)
 
         # 2. loops
         sigmas = ours.sigmas(args.loop_steps).to(device)
@@ -168,7 +184,7 @@ def main() -> None:
               f"({evaluations(n_steps)} evaluations) per sampling; {load()}\n")
         print(f"One outpainting window: {window_step:.3f} s per Heun step (over {args.window_steps_timed} steps), "
               f"{window_step * per_loop:.1f} s per window sampling.\n")
-        print("| n | loop frames | sampler | model calls / evaluation | rows / call | s / Heun step | s / loop | "
+        print("| n | loop frames | sampler | model calls / evaluation | rows / call | s / Heun step (median) | s / loop | "
               "vs condind |")
         print("|---|---|---|---|---|---|---|---|")
         checks = []
