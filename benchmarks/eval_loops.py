@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ from motion_loop.diffusion import MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.metrics import _next_repetition, foot_skating_ratio, jerk_profile, loop_seam_report
+
+from bench_speed import OthersMeter  # benchmarks/ is on the path when this script runs
 
 # One training caption per motion kind (HumanML3D style, as the procedural captions).
 PROMPTS = {
@@ -237,15 +238,15 @@ def main() -> None:
             results[label] = []
             for seed in args.seeds:
                 generator = torch.Generator(device).manual_seed(seed)
-                started = time.perf_counter()
-                x0 = METHODS[method](denoiser, layout, shape, sigmas, cond={"text_embed": text}, s_churn=churn,
-                                     generator=generator, device=device)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds = (time.perf_counter() - started) / len(prompts)
+                with OthersMeter() as meter:
+                    x0 = METHODS[method](denoiser, layout, shape, sigmas, cond={"text_embed": text}, s_churn=churn,
+                                         generator=generator, device=device)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                timing = {"seconds_per_loop": meter.wall / len(prompts), "others_cpu": meter.others}
                 _, joints = decode(x0, normalizer)
                 for row, kind, prompt in zip(evaluate_loops(joints, kinds, layout, classify, fps), kinds, prompts):
-                    results[label].append({**row, "kind": kind, "prompt": prompt, "seed": seed, "seconds_per_loop": seconds})
+                    results[label].append({**row, "kind": kind, "prompt": prompt, "seed": seed, **timing})
             print(f"  {label}: done ({np.mean([r['seconds_per_loop'] for r in results[label]]):.2f} s per loop)", flush=True)
 
     columns = [("velocity_ratio", "seam/interior velocity", ".2f"), ("acceleration_ratio", "seam/interior accel.", ".2f"),
@@ -257,10 +258,13 @@ def main() -> None:
     print(markdown_tables(results, columns))
     print(f"\nWall time per loop (one batch of {len(prompts)} prompts per seed, divided by {len(prompts)}; "
           f"min / median / max over the {len(args.seeds)} seeds; {len(sigmas) - 1} Heun steps):\n")
-    print("| method | s / loop, min | median | max |\n|---|---|---|---|")
+    print("| method | s / loop, min | median | max | CPU share other processes took, max over seeds |")
+    print("|---|---|---|---|---|")
     for label, runs in results.items():
         per_seed = sorted({r["seed"]: r["seconds_per_loop"] for r in runs}.values())
-        print(f"| {label} | {per_seed[0]:.2f} | {np.median(per_seed):.2f} | {per_seed[-1]:.2f} |")
+        others = [r["others_cpu"] for r in runs if r["others_cpu"] is not None]
+        print(f"| {label} | {per_seed[0]:.2f} | {np.median(per_seed):.2f} | {per_seed[-1]:.2f} | "
+              f"{f'{max(others):.0%}' if others else 'n/a'} |")
     print("\nSeam/interior jerk ratio by motion kind (median over seeds):\n")
     print(per_kind_table(results, kinds, "jerk_ratio"))
     if classify is not None:
