@@ -44,10 +44,11 @@ class ProceduralData:
         return [c for cs in self.captions for c in cs]
 
 
-def build_procedural(n_per_kind: int, frames: int, seed: int, *, captions_per_motion: int = 16,
+def build_procedural(n_per_kind: int, frames: int, seed: int, *, captions_per_motion: int | None = None,
                      margin: int = 50, kinds=KINDS, split: str = "train") -> ProceduralData:
     """``n_per_kind`` motions of every kind, ``frames`` feature frames each (after dropping ``margin``
-    at both ends), with up to ``captions_per_motion`` distinct captions of ``split``."""
+    at both ends), with every caption of ``split`` that fits the motion (``captions_per_motion``:
+    at most that many, drawn at random)."""
     rng = np.random.default_rng(seed)
     features, labels, texts, params = [], [], [], []
     for kind in kinds:
@@ -55,15 +56,16 @@ def build_procedural(n_per_kind: int, frames: int, seed: int, *, captions_per_mo
             motion = generate(kind, frames + 2 * margin + 1, rng, n_captions=0)
             features.append(joints_to_features(motion.joints)[margin: margin + frames])
             pool = caption_set(kind, motion.params, split)
-            pick = rng.choice(len(pool), size=min(captions_per_motion, len(pool)), replace=False)
-            texts.append([pool[i] for i in pick])
+            if captions_per_motion is not None and captions_per_motion < len(pool):
+                pool = [pool[i] for i in rng.choice(len(pool), size=captions_per_motion, replace=False)]
+            texts.append(pool)
             labels.append(kind)
             params.append(motion.params)
     return ProceduralData(np.stack(features).astype(np.float32), labels, texts, params)
 
 
 def load_or_build(cache_dir: str | Path | None, n_per_kind: int, frames: int, seed: int, *,
-                  captions_per_motion: int = 16, margin: int = 50) -> tuple[ProceduralData, Path | None]:
+                  captions_per_motion: int | None = None, margin: int = 50) -> tuple[ProceduralData, Path | None]:
     """:func:`build_procedural`, read from / written to ``cache_dir`` (None: no cache)."""
     settings = dict(version=CACHE_VERSION, n_per_kind=n_per_kind, frames=frames, seed=seed,
                     captions_per_motion=captions_per_motion, margin=margin, kinds=list(KINDS))
@@ -103,6 +105,7 @@ class CropSampler:
             raise ValueError(f"need 1 <= min_frames <= max_frames <= {frames} (motion length), "
                              f"got {min_frames} and {max_frames}")
         self.features = torch.from_numpy((data.features - mean) / std).float()  # [N, T, F] normalized
+        self.mean, self.std = torch.from_numpy(mean).float(), torch.from_numpy(std).float()  # to decode crops
         self.captions = data.captions
         self.min_frames, self.max_frames = min_frames, max_frames
 

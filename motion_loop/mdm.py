@@ -248,18 +248,16 @@ class MDM(nn.Module):
 
 @dataclass
 class LoadedModel:
-    """A model from :func:`load_model`, with its config, file and (demo checkpoints) the state of
-    the text encoder it was trained with."""
+    """A model from :func:`load_model`, with its config and file."""
 
     model: MDM
     config: MDMConfig
     path: Path
-    text_encoder_state: dict[str, Tensor] | None = None
 
 
 _IGNORED_PREFIX = "clip_model."  # old releases kept the frozen CLIP inside the checkpoint
 _RECOMPUTED = ("sequence_pos_encoder.pe", "embed_timestep.sequence_pos_encoder.pe")
-_WRAPPER_KEYS = ("model", "model_avg", "text_encoder")
+_WRAPPER_KEYS = ("model", "model_avg")
 _FF_KEY = "seqTransEncoder.layers.0.linear1.weight"
 
 
@@ -292,14 +290,13 @@ def _read_checkpoint(path: Path) -> Any:
         ) from None
 
 
-def _select_state(obj: Any, path: Path, use_ema: bool) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
-    """The model's state dict (``model_avg`` when ``use_ema``, as MDM) and the optional text-encoder state."""
+def _select_state(obj: Any, path: Path, use_ema: bool) -> dict[str, Tensor]:
+    """The model's state dict (``model_avg`` when ``use_ema``, as MDM)."""
     if not isinstance(obj, dict) or not obj:
         raise UserError(
             f"{path} is not an MDM checkpoint (expected a state dict or {{'model', 'model_avg'}}): "
             "pass the model*.pt file of an MDM checkpoint folder"
         )
-    text_encoder_state = None
     if isinstance(obj.get("model"), dict):
         unexpected = [k for k in obj if k not in _WRAPPER_KEYS]
         if unexpected:
@@ -307,14 +304,13 @@ def _select_state(obj: Any, path: Path, use_ema: bool) -> tuple[dict[str, Tensor
                 f"checkpoint {path} has an unexpected top-level entry {unexpected[0]!r} (allowed: "
                 f"{', '.join(_WRAPPER_KEYS)}): pass an MDM checkpoint"
             )
-        text_encoder_state = obj.get("text_encoder")
         state = obj["model_avg"] if use_ema and isinstance(obj.get("model_avg"), dict) else obj["model"]
     else:
         state = obj
     bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)), None)
     if bad is not None:
         raise UserError(f"{path} is not an MDM checkpoint: entry {bad!r} is not a tensor; pass an MDM model*.pt file")
-    return state, text_encoder_state
+    return state
 
 
 def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint") -> None:
@@ -344,7 +340,7 @@ def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint")
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Load an MDM checkpoint (``model*.pt`` with ``args.json`` beside it), in eval mode on ``device``.
 
-    Accepts a plain state dict or ``{'model', 'model_avg'[, 'text_encoder']}`` (``model_avg`` is used
+    Accepts a plain state dict or ``{'model', 'model_avg'}`` (``model_avg`` is used
     when args ``use_ema``). Official args files do not give ``ff_size``; it is then read off the
     checkpoint (1024 in every official release; MDM hard-codes it).
     """
@@ -357,13 +353,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             "(e.g. save/humanml_trans_enc_512/model000200000.pt)"
         )
     args = read_args(path)
-    state, text_encoder_state = _select_state(_read_checkpoint(path), path, bool(args.get("use_ema", False)))
+    state = _select_state(_read_checkpoint(path), path, bool(args.get("use_ema", False)))
     if "ff_size" not in args and _FF_KEY in state:
         args = {**args, "ff_size": int(state[_FF_KEY].shape[0])}
     config = MDMConfig.from_args(args)
     model = MDM(config)
     load_state(model, state, source=f"checkpoint {path}")
-    return LoadedModel(model.to(device).eval(), config, path, text_encoder_state)
+    return LoadedModel(model.to(device).eval(), config, path)
 
 
 def save_model(
@@ -371,10 +367,9 @@ def save_model(
     model: MDM,
     *,
     model_avg: MDM | None = None,
-    text_encoder_state: dict[str, Tensor] | None = None,
 ) -> Path:
     """Save a checkpoint :func:`load_model` reads: the state dict (wrapped as
-    ``{'model', 'model_avg', 'text_encoder'}`` when either extra is given) and ``args.json`` beside it.
+    ``{'model', 'model_avg'}`` when ``model_avg`` is given) and ``args.json`` beside it.
 
     Never overwrites: an existing ``.pt`` is an error, and an existing ``args.json`` must describe
     the same config (several checkpoints of one run share it).
@@ -391,11 +386,7 @@ def save_model(
     else:
         args_path.write_text(args_text + "\n")
     state = model.state_dict()
-    if model_avg is not None or text_encoder_state is not None:
-        state = {"model": state}
-        if model_avg is not None:
-            state["model_avg"] = model_avg.state_dict()
-        if text_encoder_state is not None:
-            state["text_encoder"] = text_encoder_state
+    if model_avg is not None:
+        state = {"model": state, "model_avg": model_avg.state_dict()}
     torch.save(state, path)
     return path

