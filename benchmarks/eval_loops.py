@@ -111,24 +111,20 @@ def summarize(values: list[float]) -> dict:
 
 
 def markdown_tables(results: dict, columns: list[tuple[str, str, str]]) -> str:
-    lines = []
     head = "| method | " + " | ".join(title for _, title, _ in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
-    lines += ["Mean ± standard deviation over prompts x seeds:", "", head, rule]
-    for label, runs in results.items():
-        cells = []
-        for key, _, fmt in columns:
-            s = summarize([r[key] for r in runs]) if key in runs[0] else None
-            cells.append("n/a" if s is None else f"{s['mean']:{fmt}} ± {s['sd']:{fmt}}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Median [25th, 75th percentile]:", "", head, rule]
-    for label, runs in results.items():
-        cells = []
-        for key, _, fmt in columns:
-            s = summarize([r[key] for r in runs]) if key in runs[0] else None
-            cells.append("n/a" if s is None else f"{s['median']:{fmt}} [{s['q25']:{fmt}}, {s['q75']:{fmt}}]")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    views = (("Mean ± standard deviation over prompts x seeds:", lambda s, f: f"{s['mean']:{f}} ± {s['sd']:{f}}"),
+             ("Median [25th, 75th percentile]:", lambda s, f: f"{s['median']:{f}} [{s['q25']:{f}}, {s['q75']:{f}}]"))
+    lines = []
+    for caption, cell in views:
+        lines += ["" if lines else None, caption, "", head, rule]
+        for label, runs in results.items():
+            cells = []
+            for key, _, fmt in columns:
+                s = summarize([r[key] for r in runs]) if key in runs[0] else None
+                cells.append("n/a" if s is None else cell(s, fmt))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(line for line in lines if line is not None)
 
 
 def per_kind_table(results: dict, kinds: list[str], key: str) -> str:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from motion_loop.errors import UserError, run_cli
 from motion_loop.humanml import joints_to_features
 from motion_loop.procedural import KINDS, make_dataset
 from motion_loop.skeleton import FPS, PARENTS
@@ -224,16 +226,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--output", default=None, help="also write the report as JSON to this file")
     args = p.parse_args(argv)
-    classifier = KindClassifier.fit_procedural(seed=args.classifier_seed)
-    report = evaluate_model(args.model_path, n_per_kind=args.n_per_kind, seconds=args.seconds, loop=args.loop,
-                            classifier=classifier, prompt_seed=args.prompt_seed, seed=args.seed,
-                            guidance=args.guidance, steps=args.steps, device=args.device)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        with open(args.output, "x") as f:  # never overwrite
-            f.write(text + "\n")
-    return 0
+
+    def job() -> None:
+        if args.output and Path(args.output).exists():
+            raise UserError(f"--output {args.output} already exists: choose another file (nothing is overwritten)")
+        if args.n_per_kind < 1 or args.steps < 1 or args.seconds <= 0:
+            raise UserError("--n_per_kind and --steps must be at least 1 and --seconds positive")
+        classifier = KindClassifier.fit_procedural(seed=args.classifier_seed)
+        report = evaluate_model(args.model_path, n_per_kind=args.n_per_kind, seconds=args.seconds, loop=args.loop,
+                                classifier=classifier, prompt_seed=args.prompt_seed, seed=args.seed,
+                                guidance=args.guidance, steps=args.steps, device=args.device)
+        text = json.dumps(report, indent=1)
+        print(text)
+        if args.output:
+            with open(args.output, "x") as f:  # never overwrite
+                f.write(text + "\n")
+
+    return run_cli(job, interrupted="nothing was written")
 
 
 if __name__ == "__main__":

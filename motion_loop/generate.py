@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from motion_loop.collage import CollageDenoiser, Layout
-from motion_loop.errors import UserError
+from motion_loop.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_MODEL = Path("save/humanml_trans_enc_512/model000200000.pt")
@@ -454,12 +454,4 @@ def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sa
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: files already moved into place are complete, nothing else was written", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(lambda: run(args), interrupted="files already moved into place are complete, nothing else was written")

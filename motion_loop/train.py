@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from motion_loop.dataset import STD_FLOOR, CropSampler, feature_stats, load_or_build
 from motion_loop.diffusion import alphas_cumprod_for
-from motion_loop.errors import UserError
+from motion_loop.errors import UserError, run_cli
 from motion_loop.humanml import CONTACTS, recover_from_ric
 from motion_loop.mdm import MDM, MDMConfig, save_model
 from motion_loop.skeleton import LEFT_FOOT, RIGHT_FOOT
@@ -415,15 +415,7 @@ def run(args) -> Trainer:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: resume from the last checkpoint with --resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(lambda: run(args), interrupted="resume from the last checkpoint with --resume")
 
 
 if __name__ == "__main__":

@@ -392,3 +392,17 @@ def run_main(steps: Sequence[Callable[[], "str | Sequence[str]"]]) -> int:
         for line in [status] if isinstance(status, str) else status:
             print(line, flush=True)
     return 0
+
+
+def drive_folder_main(argv: Sequence[str] | None, doc: str, download: Callable[..., str], dest: Path,
+                      dest_help: str) -> int:
+    """The command line of a script that installs one Google Drive zip as a folder:
+    ``--dest``, ``--url`` and the common flags, then ``download(dest, url=, force=, timeout=)``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--dest", type=Path, default=dest, help=f"{dest_help} (default {dest})")
+    parser.add_argument("--url", default=None, help="download the zip from this URL instead of its Google Drive link")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_main([lambda: download(args.dest, url=args.url, force=args.force, timeout=args.timeout)])

@@ -8,7 +8,6 @@ sampling does not.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +15,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as `python prepare/download_glove.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prepare._download import TIMEOUT_S, add_common_arguments, check_folder, install_drive_zip, run_main
+from prepare._download import TIMEOUT_S, check_folder, drive_folder_main, install_drive_zip
 
 DEFAULT_DEST = Path("glove")
 DRIVE_ID = "1cmXKUT31pqd7_XpJAiWEo1K81TMYHA5n"
@@ -32,13 +31,7 @@ def download_glove(dest: Path = DEFAULT_DEST, *, url: str | None = None, force: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST,
-                        help=f"folder that receives the our_vab_* files (default {DEFAULT_DEST})")
-    parser.add_argument("--url", default=None, help="download the zip from this URL instead of its Google Drive link")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_main([lambda: download_glove(args.dest, url=args.url, force=args.force, timeout=args.timeout)])
+    return drive_folder_main(argv, __doc__, download_glove, DEFAULT_DEST, "folder that receives the our_vab_* files")
 
 
 if __name__ == "__main__":

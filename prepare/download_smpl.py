@@ -8,7 +8,6 @@ stick-figure videos do not. The SMPL model itself is under the SMPL licence (smp
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +15,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as `python prepare/download_smpl.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prepare._download import TIMEOUT_S, add_common_arguments, check_folder, install_drive_zip, run_main
+from prepare._download import TIMEOUT_S, check_folder, drive_folder_main, install_drive_zip
 
 DEFAULT_DEST = Path("body_models/smpl")
 DRIVE_ID = "1INYlGA76ak_cKGzvpOV2Pe6RkYTlXTW2"
@@ -32,13 +31,8 @@ def download_smpl(dest: Path = DEFAULT_DEST, *, url: str | None = None, force: b
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST,
-                        help=f"folder that receives SMPL_NEUTRAL.pkl and the other files (default {DEFAULT_DEST})")
-    parser.add_argument("--url", default=None, help="download the zip from this URL instead of its Google Drive link")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_main([lambda: download_smpl(args.dest, url=args.url, force=args.force, timeout=args.timeout)])
+    return drive_folder_main(argv, __doc__, download_smpl, DEFAULT_DEST,
+                             "folder that receives SMPL_NEUTRAL.pkl and the other files")
 
 
 if __name__ == "__main__":

@@ -56,3 +56,15 @@ def test_evaluation_prompts_come_from_the_split():
     train_texts = {c for kind in ("walk",) for c in caption_set(kind, {"pace": "slow", "curve": "straight"}, "train")}
     assert not any(p in train_texts for p, _ in pairs)
     assert evaluation_prompts("heldout", 2, seed=0) == pairs  # seeded
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    from motion_loop.evaluation import main
+
+    assert main(["--model_path", str(tmp_path / "missing.pt"), "--n_per_kind", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "does not exist" in err and "\n" not in err
+    existing = tmp_path / "report.json"
+    existing.write_text("mine")
+    assert main(["--model_path", "x.pt", "--output", str(existing)]) == 2
+    assert "already exists" in capsys.readouterr().err and existing.read_text() == "mine"

@@ -188,8 +188,9 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
     assert len(err) == 2 and "--min_frames" in err[0] and "--steps" in err[1]
 
 
-def test_velocity_loss_adds_the_mse_of_frame_differences(tiny_trainer):
-    trainer = tiny_trainer()
+def loss_with_and_without(trainer, **weights):
+    """The trainer's loss on one batch, plain and with the extra ``weights`` set, from the same random
+    draws; also the model's (shared) prediction and the batch."""
     trainer.model.eval()
     x0, texts = trainer.sampler.sample(4, torch.Generator().manual_seed(5))
     outputs = []
@@ -198,10 +199,15 @@ def test_velocity_loss_adds_the_mse_of_frame_differences(tiny_trainer):
     with torch.no_grad():
         plain = trainer.loss(x0, texts)
         trainer.generator.set_state(state)
-        trainer.lambda_vel = 2.0
-        with_vel = trainer.loss(x0, texts)
+        for name, value in weights.items():
+            setattr(trainer, name, value)
+        weighted = trainer.loss(x0, texts)
     torch.testing.assert_close(outputs[0], outputs[1])  # same draws, same prediction
-    pred = outputs[0]
+    return plain, weighted, outputs[0], x0
+
+
+def test_velocity_loss_adds_the_mse_of_frame_differences(tiny_trainer):
+    plain, with_vel, pred, x0 = loss_with_and_without(tiny_trainer(), lambda_vel=2.0)
     torch.testing.assert_close(plain, ((pred - x0) ** 2).mean())
     torch.testing.assert_close(with_vel - plain, 2.0 * ((pred.diff(dim=-1) - x0.diff(dim=-1)) ** 2).mean())
 
@@ -257,19 +263,9 @@ def test_foot_contact_loss_is_differentiable_through_recover_from_ric():
 
 def test_trainer_adds_the_weighted_foot_contact_loss_of_the_decoded_prediction(tiny_trainer):
     trainer = tiny_trainer()
-    trainer.model.eval()
-    x0, texts = trainer.sampler.sample(4, torch.Generator().manual_seed(5))
-    outputs = []
-    trainer.model.register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
-    state = trainer.generator.get_state()
-    with torch.no_grad():
-        plain = trainer.loss(x0, texts)
-        trainer.generator.set_state(state)
-        trainer.lambda_fc = 3.0
-        with_fc = trainer.loss(x0, texts)
-    torch.testing.assert_close(outputs[0], outputs[1])
+    plain, with_fc, pred, x0 = loss_with_and_without(trainer, lambda_fc=3.0)
     mean, std = trainer.sampler.mean, trainer.sampler.std
-    raw_pred = outputs[0][:, :, 0].transpose(1, 2) * std + mean
+    raw_pred = pred[:, :, 0].transpose(1, 2) * std + mean
     raw_x0 = x0[:, :, 0].transpose(1, 2) * std + mean
     expected = 3.0 * foot_contact_loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
     assert expected > 0
