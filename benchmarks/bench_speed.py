@@ -188,6 +188,7 @@ def main() -> None:
     p.add_argument("--check-windows", type=int, nargs="*", default=[2, 4],
                    help="loops also sampled in full to check the extrapolation (default 2 4)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
+    p.add_argument("--plot", type=Path, default=None, help="also plot seconds per loop against n to this PNG")
     args = p.parse_args()
 
     if args.threads:
@@ -252,7 +253,7 @@ def main() -> None:
         print("| n | loop frames | sampler | model calls / evaluation | rows / call | s / Heun step (median) | s / loop | "
               "vs condind |")
         print("|---|---|---|---|---|---|---|---|")
-        checks = []
+        checks, per_loop_seconds = [], {"DiffCollage condind": [], "DiffCollage avg": [], "sequential outpainting": []}
         for n in args.windows:
             layout = Layout(args.window, args.overlap, n, cyclic=True)
             x = sigmas[0].float() * torch.randn(1, 263, 1, layout.length, generator=g, device=device)
@@ -265,11 +266,13 @@ def main() -> None:
                                                                                  cond, device)), device, f"{method} n={n}")
                 pieces = layout.n_windows + (layout.n_overlaps if method == "condind" else 0)
                 rows[method] = step
+                per_loop_seconds[f"DiffCollage {method}"].append(step * per_loop)
                 print(f"| {n} | {layout.length} | DiffCollage {method} | {calls_per_evaluation:.0f} | {2 * pieces} | "
                       f"{step:.2f}{flag(others)} | {step * per_loop:.1f} | {step / rows['condind']:.2f} |", flush=True)
             print(f"| {n} | {layout.length} | sequential outpainting | {n} sequential samplings x 1 | 2 | "
                   f"{window_step:.2f} per window | {n * window_step * per_loop:.1f} | "
                   f"{n * window_step / rows['condind']:.2f} |", flush=True)
+            per_loop_seconds["sequential outpainting"].append(n * window_step * per_loop)
             if n in args.check_windows:
                 full = {
                     "DiffCollage condind": measure(lambda: time_run(lambda: sample_collage(
@@ -290,6 +293,31 @@ def main() -> None:
                 for name, (seconds, others) in full.items():
                     print(f"| {n} | {name} | {extrapolated[name]:.1f} | {seconds:.1f}{flag(others)} |")
     print(f"\n{load()}")
+    if args.plot is not None:
+        plot_loops(args.plot, args.windows, per_loop_seconds, f"{machine(device)}, {args.dtype}; windows of {args.window} "
+                   f"frames, overlap {args.overlap}, {n_steps} Heun steps")
+        print(f"plot: {args.plot}")
+
+
+def plot_loops(path: Path, windows: list[int], seconds: dict[str, list[float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=90)
+    for (label, values), marker in zip(seconds.items(), "osd"):
+        ax.plot(windows, values, marker=marker, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(windows, [str(n) for n in windows])
+    ax.set_xlabel("windows per loop")
+    ax.set_ylabel("seconds per loop (extrapolated from timed steps)", fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
