@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from motion_loop.errors import UserError
+from motion_loop.humanml import facing_angle
+from motion_loop.procedural.body import rot_x, rot_y
 from motion_loop.results import atomic_output
 from motion_loop.skeleton import (
-    BONE_LENGTHS, CHAIN_COLORS, FACE_JOINTS, FPS, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS,
+    BONE_LENGTHS, CHAIN_COLORS, FPS, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS,
 )
 
 log = logging.getLogger(__name__)
@@ -59,26 +61,6 @@ def _check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:
     if not np.all(np.isfinite(joints)):
         raise UserError(f"{name} contain NaN or inf values; check the decoded motion")
     return joints
-
-
-def _rot_y(angle: np.ndarray) -> np.ndarray:
-    """Rotation about +y by ``angle`` [...]: turns a heading atan2(x, z) of a into a + angle."""
-    c, s = np.cos(angle), np.sin(angle)
-    zero, one = np.zeros_like(c), np.ones_like(c)
-    return np.stack([np.stack([c, zero, s], -1),
-                     np.stack([zero, one, zero], -1),
-                     np.stack([-s, zero, c], -1)], -2)
-
-
-def heading(joints: np.ndarray) -> np.ndarray:
-    """Body heading per frame [T] in radians, atan2(x, z) of a body-fixed horizontal direction.
-
-    Uses HumanML3D's across vector (right minus left hip plus right minus left shoulder); only
-    differences of this angle are meaningful here, so its constant offset from 'forward' is moot.
-    """
-    r_hip, l_hip, r_sho, l_sho = FACE_JOINTS
-    across = joints[:, r_hip] - joints[:, l_hip] + joints[:, r_sho] - joints[:, l_sho]
-    return np.arctan2(across[:, 0], across[:, 2])
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
@@ -114,7 +96,7 @@ def tile_loop(joints: np.ndarray, cycles: int, in_place: bool = False) -> np.nda
         raise UserError("an advancing loop needs at least 2 frames to estimate its root velocity; "
                         "pass in_place=True or a longer loop")
 
-    theta = heading(work)
+    theta = facing_angle(work)
     d_theta = _wrap(np.diff(theta))                              # [P-1]
     d_theta_close = 0.5 * (d_theta[-1] + d_theta[0])
     turn = d_theta.sum() + d_theta_close                         # heading change over one cycle
@@ -122,11 +104,11 @@ def tile_loop(joints: np.ndarray, cycles: int, in_place: bool = False) -> np.nda
     root = work[:, 0].copy()
     root[:, 1] = 0.0
     steps = np.diff(root, axis=0)                                # [P-1, 3], world frame
-    local = np.einsum("tij,tj->ti", _rot_y(-theta[:-1]), steps)  # steps in each frame's heading
-    step_close = _rot_y(theta[-1]) @ (0.5 * (local[-1] + local[0]))
+    local = np.einsum("tij,tj->ti", rot_y(-theta[:-1]), steps)  # steps in each frame's heading
+    step_close = rot_y(theta[-1]) @ (0.5 * (local[-1] + local[0]))
     root_end = root[-1] + step_close                             # root at the virtual frame P
 
-    rot = _rot_y(turn)
+    rot = rot_y(turn)
     out = [work]
     for _ in range(cycles - 1):
         out.append((out[-1] - root[0]) @ rot.T + root_end)
@@ -164,10 +146,7 @@ def synthetic_walk(num_frames: int, *, gait_period: int = 20, speed: float = 0.0
     pitch[:, 4], pitch[:, 5] = bend(phase), bend(phase + np.pi)  # knees
     pitch[:, 16], pitch[:, 17] = 0.6 * swing, -0.6 * swing     # shoulders, opposite to legs
     pitch[:, 18], pitch[:, 19] = -0.3, -0.3                    # elbows slightly bent
-    c, s = np.cos(pitch), np.sin(pitch)
-    one, zero = np.ones_like(c), np.zeros_like(c)
-    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c, -s], -1),
-                   np.stack([zero, s, c], -1)], -2)            # [T, J, 3, 3]
+    rx = rot_x(pitch)                                          # [T, J, 3, 3]
 
     theta = turn_rate * t
     if turn_rate == 0:
@@ -179,7 +158,7 @@ def synthetic_walk(num_frames: int, *, gait_period: int = 20, speed: float = 0.0
 
     world = np.empty((num_frames, NUM_JOINTS, 3, 3))
     joints = np.empty((num_frames, NUM_JOINTS, 3))
-    world[:, 0] = _rot_y(theta) @ rx[:, 0]
+    world[:, 0] = rot_y(theta) @ rx[:, 0]
     joints[:, 0] = np.stack([root_xz[:, 0], height, root_xz[:, 1]], -1)
     for j in range(1, NUM_JOINTS):
         p = PARENTS[j]

@@ -10,8 +10,9 @@ from PIL import Image
 from conftest import shared_path
 from motion_loop import render
 from motion_loop.errors import UserError
+from motion_loop.humanml import facing_angle, rotate_y
 from motion_loop.render import (
-    FFmpegError, heading, render_frames, render_motion, render_motions, synthetic_walk, tile_loop,
+    FFmpegError, render_frames, render_motion, render_motions, synthetic_walk, tile_loop,
 )
 from motion_loop.skeleton import CHAIN_COLORS
 
@@ -39,12 +40,6 @@ def leftovers(directory, keep):
     return sorted(p.name for p in directory.iterdir() if p.name not in keep)
 
 
-def rotate_y(points, angle):
-    c, s = np.cos(angle), np.sin(angle)
-    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-    return points @ rot.T
-
-
 # ---------------------------------------------------------------------------------------------
 # tile_loop
 
@@ -55,7 +50,7 @@ def test_synthetic_walk_keeps_bone_lengths_and_is_periodic_in_pose():
     np.testing.assert_allclose(bones, np.broadcast_to(render.BONE_LENGTHS[1:], bones.shape),
                                atol=1e-5)
     local = walk - walk[:, :1] * np.array([1, 0, 1])
-    local = np.stack([rotate_y(f, -h) for f, h in zip(local, heading(walk))])
+    local = np.stack([rotate_y(f, -h) for f, h in zip(local, facing_angle(walk))])
     np.testing.assert_allclose(local[20], local[0], atol=1e-5)
     assert np.abs(local[5] - local[0]).max() > 0.1
 
@@ -68,7 +63,7 @@ def test_tile_loop_in_place_repeats_the_cycle_exactly():
     np.testing.assert_array_equal(tiled[20:40], tiled[:20])
     np.testing.assert_array_equal(tiled[40:], tiled[:20])
     np.testing.assert_allclose(tiled[:20, :, 1], walk[:, :, 1])          # height untouched
-    np.testing.assert_allclose(heading(tiled[:20]), heading(walk), atol=1e-6)  # heading kept
+    np.testing.assert_allclose(facing_angle(tiled[:20]), facing_angle(walk), atol=1e-6)  # heading kept
 
 
 def test_tile_loop_straight_walk_continues_like_a_longer_walk():

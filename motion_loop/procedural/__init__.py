@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from motion_loop.errors import UserError
-from motion_loop.skeleton import FACE_JOINTS, FPS, MAX_FRAMES
+from motion_loop.humanml import facing_angle, rotate_y
+from motion_loop.skeleton import FPS, MAX_FRAMES
 from motion_loop.procedural.captions import SPLITS, caption_set, captions
 from motion_loop.procedural.kinds import KIND_FUNCS
 
@@ -68,24 +69,10 @@ def evaluate(kind: str, params: dict, times) -> np.ndarray:
     return KIND_FUNCS[kind][1](params, np.atleast_1d(np.asarray(times, dtype=np.float64)))
 
 
-def _across(joints):
-    r_hip, l_hip, r_sh, l_sh = FACE_JOINTS
-    return joints[..., r_hip, :] - joints[..., l_hip, :] + joints[..., r_sh, :] - joints[..., l_sh, :]
-
-
-def facing_angle(joints) -> np.ndarray:
-    """Heading of poses [..., 22, 3] from hips and shoulders (HumanML3D's definition): the body faces
-    (sin a, 0, cos a); 0 is +z, positive turns left."""
-    across = _across(np.asarray(joints, dtype=np.float64))
-    return np.arctan2(across[..., 2], -across[..., 0])     # forward = up x across = (a_z, 0, -a_x)
-
-
 def canonicalize(joints: np.ndarray) -> np.ndarray:
     """Turn about y and shift so that frame 0's pelvis is at x = z = 0 and the body faces +z."""
     joints = np.asarray(joints, dtype=np.float64)
-    a = -facing_angle(joints[0])
-    rot = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
-    return (joints - joints[0, 0] * np.array([1.0, 0.0, 1.0])) @ rot.T
+    return rotate_y(joints - joints[0, 0] * np.array([1.0, 0.0, 1.0]), -facing_angle(joints[0]))
 
 
 def generate(kind: str, n_frames: int, rng: np.random.Generator, params: dict | None = None,
