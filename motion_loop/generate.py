@@ -25,7 +25,7 @@ from motion_loop.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_MODEL = Path("save/humanml_trans_enc_512/model000200000.pt")
-DEMO_MODEL = ROOT / "save" / "demo_humanml_trans_enc_128" / "model000007000.pt"
+DEMO_MODEL = ROOT / "save" / "demo_humanml_trans_enc_128_minilm" / "model000008000.pt"
 HUMANML_STATS = Path("dataset/HumanML3D")
 MIN_LOOP_FRAMES = 20  # two windows of 15 frames overlapping by 5: anything shorter is not a motion
 MAX_SECONDS = 600.0

