@@ -25,6 +25,7 @@ import argparse
 import os
 import platform
 import statistics
+import textwrap
 import time
 from pathlib import Path
 
@@ -313,7 +314,7 @@ def plot_loops(path: Path, windows: list[int], seconds: dict[str, list[float]], 
     ax.set_xticks(windows, [str(n) for n in windows])
     ax.set_xlabel("windows per loop")
     ax.set_ylabel("seconds per loop (extrapolated from timed steps)", fontsize=8)
-    ax.set_title(title, fontsize=8)
+    ax.set_title(textwrap.fill(title, 75), fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
