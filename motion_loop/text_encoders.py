@@ -164,8 +164,44 @@ def read_clip_state(path: Path) -> dict[str, Tensor]:
     return state
 
 
+class FrozenTextEncoder(nn.Module):
+    """Base of the frozen pretrained encoders: always in eval mode, no gradients, and
+    ``encode(prompts)`` embeds each distinct new prompt once (in batches of ``batch_size``, sorted
+    by length for less padding) and caches the result. Subclasses give :attr:`device` and
+    ``embed(prompts) -> [B, dim]`` float32."""
+
+    batch_size = 256
+
+    def __init__(self):
+        super().__init__()
+        self._cache: dict[str, Tensor] = {}
+
+    def embed(self, prompts: list[str]) -> Tensor:
+        raise NotImplementedError
+
+    def to(self, *args, **kwargs):
+        super().to(*args, **kwargs)
+        self._cache = {prompt: emb.to(self.device) for prompt, emb in self._cache.items()}
+        return self
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # frozen: always eval
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("encode takes a list of prompts, not one string")
+        new = sorted(dict.fromkeys(p for p in prompts if p not in self._cache), key=len)
+        for first in range(0, len(new), self.batch_size):
+            chunk = new[first: first + self.batch_size]
+            self._cache.update(zip(chunk, self.embed(chunk)))
+        if not prompts:
+            return torch.zeros(0, self.dim, device=self.device)
+        return torch.stack([self._cache[p] for p in prompts])
+
+
 @register_text_encoder("clip")
-class ClipTextEncoder(nn.Module):
+class ClipTextEncoder(FrozenTextEncoder):
     """Frozen CLIP text tower; ``encode(prompts) -> [B, 512]`` float32, cached per distinct prompt.
 
     ``weights``: a ``ViT-B-32.pt`` file (default ``~/.cache/clip/ViT-B-32.pt``, where the official
@@ -194,7 +230,6 @@ class ClipTextEncoder(nn.Module):
         self.tokenize = HumanMLTokenizer(max_tokens, context_length=int(self.positional_embedding.shape[0]))
         self.requires_grad_(False)
         self.eval()
-        self._cache: dict[str, Tensor] = {}
         self.to(device)
 
     @classmethod
@@ -206,14 +241,6 @@ class ClipTextEncoder(nn.Module):
     def device(self) -> torch.device:
         return self.text_projection.device
 
-    def to(self, *args, **kwargs) -> "ClipTextEncoder":
-        super().to(*args, **kwargs)
-        self._cache = {prompt: emb.to(self.device) for prompt, emb in self._cache.items()}
-        return self
-
-    def train(self, mode: bool = True) -> "ClipTextEncoder":
-        return super().train(False)  # frozen: always eval
-
     @torch.no_grad()
     def encode_tokens(self, tokens: Tensor) -> Tensor:
         """``CLIP.encode_text``: the EOT position's final feature times the text projection, float32."""
@@ -224,16 +251,8 @@ class ClipTextEncoder(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)] @ self.text_projection
         return x.float()
 
-    def encode(self, prompts: list[str]) -> Tensor:
-        if isinstance(prompts, str):
-            raise TypeError("encode takes a list of prompts, not one string")
-        new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        if new:
-            embeddings = self.encode_tokens(self.tokenize(new).to(self.device))
-            self._cache.update(zip(new, embeddings))
-        if not prompts:
-            return torch.zeros(0, self.dim, device=self.device)
-        return torch.stack([self._cache[p] for p in prompts])
+    def embed(self, prompts: list[str]) -> Tensor:
+        return self.encode_tokens(self.tokenize(prompts).to(self.device))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,7 +330,7 @@ _BERT_UNUSED = ("embeddings.position_ids", "pooler.")  # a buffer of 0..511; the
 
 
 @register_text_encoder("minilm")
-class MiniLMTextEncoder(nn.Module):
+class MiniLMTextEncoder(FrozenTextEncoder):
     """Frozen sentence-transformers all-MiniLM-L6-v2; ``encode(prompts) -> [B, 384]`` float32, cached.
 
     The sentence-transformers pipeline of the model (``modules.json``: Transformer, Pooling,
@@ -354,7 +373,6 @@ class MiniLMTextEncoder(nn.Module):
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")  # to the longest prompt of a batch
         self.requires_grad_(False)
         self.eval()
-        self._cache: dict[str, Tensor] = {}
         self.to(device)
 
     def _load(self, weights: dict[str, Tensor], folder: Path) -> None:
@@ -395,14 +413,6 @@ class MiniLMTextEncoder(nn.Module):
     def device(self) -> torch.device:
         return self.word_embeddings.weight.device
 
-    def to(self, *args, **kwargs) -> "MiniLMTextEncoder":
-        super().to(*args, **kwargs)
-        self._cache = {prompt: emb.to(self.device) for prompt, emb in self._cache.items()}
-        return self
-
-    def train(self, mode: bool = True) -> "MiniLMTextEncoder":
-        return super().train(False)  # frozen: always eval
-
     def tokenize(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         """WordPiece ids and the attention mask (1 on tokens, 0 on padding), ``[B, L]`` long each."""
         batch = self.tokenizer.encode_batch(list(prompts))
@@ -424,13 +434,5 @@ class MiniLMTextEncoder(nn.Module):
         mean = (x * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1e-9)
         return F.normalize(mean, p=2, dim=1).float()
 
-    def encode(self, prompts: list[str], batch_size: int = 256) -> Tensor:
-        if isinstance(prompts, str):
-            raise TypeError("encode takes a list of prompts, not one string")
-        new = sorted(dict.fromkeys(p for p in prompts if p not in self._cache), key=len)  # less padding
-        for first in range(0, len(new), batch_size):
-            chunk = new[first: first + batch_size]
-            self._cache.update(zip(chunk, self.encode_tokens(*self.tokenize(chunk))))
-        if not prompts:
-            return torch.zeros(0, self.dim, device=self.device)
-        return torch.stack([self._cache[p] for p in prompts])
+    def embed(self, prompts: list[str]) -> Tensor:
+        return self.encode_tokens(*self.tokenize(prompts))
