@@ -10,7 +10,8 @@ random weights (speed does not depend on them; no files needed).
    evaluation), ``avg`` (windows only) and sequential outpainting by replacement (n window
    samplings one after the other; one window step is the same for every n, so it is timed once).
    Timed over a few Heun steps and extrapolated to a loop of --loop-steps steps; the n = 2 and
-   n = 4 loops are also sampled in full to check the extrapolation.
+   n = 4 loops are also sampled in full to check the extrapolation. The n = 4 loop is also timed
+   the official way (1000 DDPM steps of the same collage, guidance in two calls; 5 steps timed).
 
 The original checkpoint's model (``mask_frames`` False) sees every row on its 196-frame canvas, so
 every row of every call below is 196 frames: a window, an overlap or a single motion cost the same.
@@ -33,7 +34,7 @@ import torch
 
 from motion_loop.baselines import ReplacementDenoiser, sample_collage, sample_outpainting
 from motion_loop.collage import CollageDenoiser, Layout
-from motion_loop.diffusion import MDMDenoiser, ddpm_sample
+from motion_loop.diffusion import MDMDenoiser, ddpm_sample, vp_model_fn
 from motion_loop.mdm import MDM, MDMConfig
 from motion_loop.sampling import sample_heun
 
@@ -186,6 +187,9 @@ def main() -> None:
     p.add_argument("--steps-timed", type=int, default=3, help="Heun steps timed per collage loop (default 3)")
     p.add_argument("--window-steps-timed", type=int, default=10,
                    help="Heun steps timed for one outpainting window (default 10)")
+    p.add_argument("--ddpm-windows", type=int, nargs="*", default=[4],
+                   help="loops also timed the official way: 1000 DDPM steps of the collage, guidance in 2 calls "
+                        "(default 4)")
     p.add_argument("--check-windows", type=int, nargs="*", default=[2, 4],
                    help="loops also sampled in full to check the extrapolation (default 2 4)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
@@ -274,6 +278,16 @@ def main() -> None:
                   f"{window_step:.2f} per window | {n * window_step * per_loop:.1f} | "
                   f"{n * window_step / rows['condind']:.2f} |", flush=True)
             per_loop_seconds["sequential outpainting"].append(n * window_step * per_loop)
+            if n in args.ddpm_windows:
+                # The official way for a loop: MDM's 1000-step sampler over the same collage (x0 of the
+                # composed windows), both guidance branches in separate calls.
+                loop_official = vp_model_fn(CollageDenoiser(official, layout), abar, text_embed=text)
+                ddpm_loop_step, others = measure(lambda: time_ddpm(loop_official, x.shape, abar, device, 5),
+                                                 device, f"DDPM loop n={n}")
+                print(f"| {n} | {layout.length} | DiffCollage condind, official DDPM (1000 steps) | 2 (guidance apart) | "
+                      f"{layout.n_windows + layout.n_overlaps} | {ddpm_loop_step:.2f} per DDPM step{flag(others)} | "
+                      f"{ddpm_loop_step * len(abar):.1f} | {ddpm_loop_step * len(abar) / (rows['condind'] * per_loop):.1f} |",
+                      flush=True)
             if n in args.check_windows:
                 full = {
                     "DiffCollage condind": measure(lambda: time_run(lambda: sample_collage(
