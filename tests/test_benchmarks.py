@@ -1,0 +1,53 @@
+"""The benchmark scripts run end to end (tiny settings): what RESULTS.md quotes can be reproduced."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import shared_path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_eval_loops_compares_every_method(tmp_path):
+    model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
+    stats = shared_path("humanml3d", "Mean.npy").parent
+    out = run("eval_loops.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text",
+              "--seeds", "0", "--kinds", "walk", "wave", "--steps", "3", "--seconds", "3",
+              "--plot", str(tmp_path / "profile.png"), "--json", str(tmp_path / "runs.json"))
+    results = json.loads((tmp_path / "runs.json").read_text())["results"]
+    assert list(results) == ["DiffCollage condind", "DiffCollage avg", "independent, wrapped",
+                             "sequential outpainting", "DiffCollage condind, churn 10"]
+    for runs in results.values():
+        assert len(runs) == 2 and all(r["jerk_ratio"] > 0 for r in runs)
+    assert (tmp_path / "profile.png").stat().st_size > 0 and "| DiffCollage condind |" in out
+
+
+def test_bench_collage_calls_per_step_do_not_grow_with_n():
+    out = run("bench_collage.py", "--steps", "4", "--batch", "1")
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    calls = {row[3].strip() for row in rows[:4]}
+    assert len(rows) >= 4 and len(calls) == 1, out
+
+
+def test_bench_speed_prints_every_row(tmp_path):
+    out = run("bench_speed.py", "--edm-steps", "2", "--windows", "2", "--ddpm-windows", "2", "--check-windows",
+              "--ddpm-steps-timed", "1", "--steps-timed", "1", "--window-steps-timed", "1", "--loop-steps", "2",
+              "--frames", "40", "--plot", str(tmp_path / "speed.png"))
+    for row in ("official DDPM, guidance in 2 calls", "EDM Heun, batched guidance", "DiffCollage condind",
+                "DiffCollage avg", "sequential outpainting", "official DDPM (1000 steps)"):
+        assert row in out, row
+    assert (tmp_path / "speed.png").stat().st_size > 0
+
+
+def test_bench_render_measures_both_renderers():
+    out = run("bench_render.py", "--frames", "20", "--repeats", "1")
+    assert "motion_loop.render" in out and "FuncAnimation.save" in out and "speed-up:" in out
