@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from motion_loop.humanml import joints_to_features
+from motion_loop.humanml import Normalizer, joints_to_features
 from motion_loop.procedural import KINDS, caption_set, generate
 
 CACHE_VERSION = 1  # bump when the way data is built changes
@@ -105,7 +105,7 @@ class CropSampler:
             raise ValueError(f"need 1 <= min_frames <= max_frames <= {frames} (motion length), "
                              f"got {min_frames} and {max_frames}")
         self.features = torch.from_numpy((data.features - mean) / std).float()  # [N, T, F] normalized
-        self.mean, self.std = torch.from_numpy(mean).float(), torch.from_numpy(std).float()  # to decode crops
+        self.normalizer = Normalizer(mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32))  # to decode crops
         self.captions = data.captions
         self.min_frames, self.max_frames = min_frames, max_frames
 

@@ -417,7 +417,7 @@ def run(args) -> dict:
 
 
 def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s) -> dict:
-    from motion_loop.results import save_results, write_atomic
+    from motion_loop.results import save_results, video_name, write_atomic
 
     started = time.perf_counter()
     written = save_results(
@@ -430,7 +430,6 @@ def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sa
                                            overwrite=args.overwrite)
     if args.bvh:
         from motion_loop.export import write_bvh
-        from motion_loop.results import video_name
 
         n = len(plan.prompts)
         for index, motion in enumerate(joints):

@@ -121,8 +121,6 @@ class Trainer:
         self.lr, self.warmup, self.total_steps = lr, warmup, total_steps
         self.ema_decay, self.grad_clip = ema_decay, grad_clip
         self.lambda_vel, self.lambda_fc = lambda_vel, lambda_fc
-        self.mean = sampler.mean.to(self.device)
-        self.std = sampler.std.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         self.abar = alphas_cumprod_for(model.config).float().to(self.device)
         self.generator = torch.Generator().manual_seed(seed)
@@ -152,7 +150,7 @@ class Trainer:
         if self.lambda_fc > 0:
             # Planted feet must not slide in the decoded prediction: couples the root velocity to
             # the legs, which the per-feature MSE treats as unrelated numbers.
-            raw_pred, raw_x0 = (v[:, :, 0].transpose(1, 2) * self.std + self.mean for v in (pred, x0))
+            raw_pred, raw_x0 = (self.sampler.normalizer.denormalize(v[:, :, 0].transpose(1, 2)) for v in (pred, x0))
             loss = loss + self.lambda_fc * foot_contact_loss(raw_pred, raw_x0, mask[:, 0, 0])
         return loss
 

@@ -264,7 +264,7 @@ def test_foot_contact_loss_is_differentiable_through_recover_from_ric():
 def test_trainer_adds_the_weighted_foot_contact_loss_of_the_decoded_prediction(tiny_trainer):
     trainer = tiny_trainer()
     plain, with_fc, pred, x0 = loss_with_and_without(trainer, lambda_fc=3.0)
-    mean, std = trainer.sampler.mean, trainer.sampler.std
+    mean, std = (torch.from_numpy(a) for a in (trainer.sampler.normalizer.mean, trainer.sampler.normalizer.std))
     raw_pred = pred[:, :, 0].transpose(1, 2) * std + mean
     raw_x0 = x0[:, :, 0].transpose(1, 2) * std + mean
     expected = 3.0 * foot_contact_loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
