@@ -67,6 +67,24 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
+def cycle_transform(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rigid map from one cycle of a loop ``[P, 22, 3]`` (P >= 2) to the next, as (R, r_0, r_P):
+    T(X) = (X - r_0) @ R.T + r_P (see `tile_loop`)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    theta = facing_angle(joints)
+    d_theta = _wrap(np.diff(theta))                              # [P-1]
+    d_theta_close = 0.5 * (d_theta[-1] + d_theta[0])
+    turn = d_theta.sum() + d_theta_close                         # heading change over one cycle
+
+    root = joints[:, 0].copy()
+    root[:, 1] = 0.0
+    steps = np.diff(root, axis=0)                                # [P-1, 3], world frame
+    local = np.einsum("tij,tj->ti", rot_y(-theta[:-1]), steps)  # steps in each frame's heading
+    step_close = rot_y(theta[-1]) @ (0.5 * (local[-1] + local[0]))
+    root_end = root[-1] + step_close                             # root at the virtual frame P
+    return rot_y(turn), root[0], root_end
+
+
 def tile_loop(joints: np.ndarray, cycles: int, in_place: bool = False) -> np.ndarray:
     """Play a loop of period P = len(joints) ``cycles`` times back to back: [cycles * P, 22, 3].
 
@@ -96,22 +114,10 @@ def tile_loop(joints: np.ndarray, cycles: int, in_place: bool = False) -> np.nda
         raise UserError("an advancing loop needs at least 2 frames to estimate its root velocity; "
                         "pass in_place=True or a longer loop")
 
-    theta = facing_angle(work)
-    d_theta = _wrap(np.diff(theta))                              # [P-1]
-    d_theta_close = 0.5 * (d_theta[-1] + d_theta[0])
-    turn = d_theta.sum() + d_theta_close                         # heading change over one cycle
-
-    root = work[:, 0].copy()
-    root[:, 1] = 0.0
-    steps = np.diff(root, axis=0)                                # [P-1, 3], world frame
-    local = np.einsum("tij,tj->ti", rot_y(-theta[:-1]), steps)  # steps in each frame's heading
-    step_close = rot_y(theta[-1]) @ (0.5 * (local[-1] + local[0]))
-    root_end = root[-1] + step_close                             # root at the virtual frame P
-
-    rot = rot_y(turn)
+    rot, origin, end = cycle_transform(work)
     out = [work]
     for _ in range(cycles - 1):
-        out.append((out[-1] - root[0]) @ rot.T + root_end)
+        out.append((out[-1] - origin) @ rot.T + end)
     return np.concatenate(out).astype(joints.dtype, copy=False)
 
 

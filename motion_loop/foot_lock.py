@@ -1,0 +1,154 @@
+"""Foot locking: feet that touch the floor stay where they landed.
+
+Diffusion models of joint positions let a planted foot drift (foot skating) when the root and the
+legs disagree by a few centimetres per frame. Animators remove it with a foot lock, and so do we,
+on joint positions ``[T, 22, 3]`` (metres, y up, floor at y = 0):
+
+1. Contacts: a foot is planted while its toe is below ``height`` (5 cm, the floor band of GMD's
+   skating metric); runs of planted frames are contact spans.
+2. Targets: in each span the toe is pinned, horizontally, to its mean position over the span; the
+   foot (ankle and toe) moves by that horizontal offset, heights are kept.
+3. Between spans the offset eases from one span's to the next (smoothstep over the whole swing), so
+   the correction never jumps; before the first and after the last span it is held.
+4. Legs: two-bone IK moves the knee so the thigh and shin keep their lengths in every frame and the
+   knee stays in its own bending plane; an ankle the leg cannot reach is pulled back towards the hip.
+
+Loops are locked as loops: the loop is tiled three times with `render.tile_loop`, locked as one
+sequence and the correction of the middle cycle is mapped back onto the loop, so a span that runs
+across the seam is one span and the result still loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from motion_loop.humanml import facing_angle, gaussian_smooth, rotate_y
+from motion_loop.skeleton import FPS, LEFT_FOOT, RIGHT_FOOT
+
+CONTACT_HEIGHT = 0.05  # metres; the floor band of metrics.foot_skating_ratio
+CONTACT_SPEED = 1.0  # m/s; a low toe faster than this is a shuffling step, not a slipping plant
+# (hip, knee, ankle, toe) of each leg
+LEGS = ((1, 4) + LEFT_FOOT, (2, 5) + RIGHT_FOOT)
+TOES = (LEFT_FOOT[1], RIGHT_FOOT[1])
+
+
+def contact_spans(planted: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open [start, end) runs of True in a boolean ``[T]`` array."""
+    edges = np.diff(np.concatenate([[0], planted.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _smoothstep(u: np.ndarray) -> np.ndarray:
+    return u * u * (3 - 2 * u)
+
+
+def foot_offsets(toe: np.ndarray, planted: np.ndarray) -> np.ndarray:
+    """Horizontal offsets ``[T, 3]`` that pin the toe ``[T, 3]`` during each contact span (steps 2-3)."""
+    offsets = np.zeros_like(toe)
+    spans = contact_spans(planted)
+    if not spans:
+        return offsets
+    for start, end in spans:
+        target = toe[start:end].mean(axis=0)
+        offsets[start:end] = target - toe[start:end]
+    offsets[:, 1] = 0.0
+    offsets[: spans[0][0]] = offsets[spans[0][0]]
+    offsets[spans[-1][1]:] = offsets[spans[-1][1] - 1]
+    for (_, end), (start, _) in zip(spans[:-1], spans[1:]):
+        # frames end .. start-1 lie between the last planted frame end-1 and the next one, start
+        w = _smoothstep(np.arange(1, start - end + 1) / (start - end + 1))[:, None]
+        offsets[end:start] = (1 - w) * offsets[end - 1] + w * offsets[start]
+    return offsets
+
+
+def _unit(v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
+
+
+def solve_knee(hip, knee, ankle_target, thigh, shin):
+    """Two-bone IK (step 4): the ankle it can reach and the knee, ``[T, 3]`` each.
+
+    The knee sits where the thigh (``thigh`` long, from the hip) and the shin (``shin`` long, to the
+    ankle) meet, on the side of the hip-ankle line where the original knee was.
+    """
+    reach = ankle_target - hip
+    dist = np.linalg.norm(reach, axis=-1)
+    lo, hi = np.abs(thigh - shin) + 1e-6, (thigh + shin) * (1 - 1e-6)
+    clamped = np.clip(dist, lo, hi)
+    axis = _unit(reach)
+    ankle = hip + axis * clamped[:, None]
+    along = (thigh ** 2 - shin ** 2 + clamped ** 2) / (2 * clamped)
+    across = np.sqrt(np.maximum(thigh ** 2 - along ** 2, 0.0))
+    bend = knee - hip
+    bend = bend - np.sum(bend * axis, axis=-1, keepdims=True) * axis
+    # A straight leg has no bending plane of its own: bend forwards, the way knees go.
+    fallback = np.broadcast_to(np.array([0.0, 0.0, 1.0]), bend.shape)
+    straight = np.linalg.norm(bend, axis=-1, keepdims=True) < 1e-6
+    bend = _unit(np.where(straight, fallback - np.sum(fallback * axis, -1, keepdims=True) * axis, bend))
+    return ankle, hip + axis * along[:, None] + bend * across[:, None]
+
+
+def planted_frames(toe: np.ndarray, height: float, speed: float, fps: float) -> np.ndarray:
+    """Frames ``[T]`` in which a toe ``[T, 3]`` is planted (step 1): low and not travelling."""
+    step = np.linalg.norm(np.diff(toe[:, [0, 2]], axis=0), axis=-1) * fps  # [T-1] m/s
+    travel = np.maximum(np.concatenate([step[:1], step]), np.concatenate([step, step[-1:]]))
+    return (toe[:, 1] < height) & (travel < speed)
+
+
+def root_drift(joints: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndarray:
+    """Per-frame horizontal shift ``[T, 3]`` that takes out the steady part of the planted feet's slide.
+
+    A planted toe that moves by d between frames t and t+1 says the body travelled d too far (or
+    too short). That slide, averaged over the planted feet and turned into the body's heading frame,
+    is Gaussian-smoothed over about one gait cycle (``sigma`` frames, weighted by how many feet
+    were planted), so the body's speed changes smoothly; the shift is its negated running sum.
+    """
+    heading = facing_angle(joints)
+    toes = joints[:, TOES]
+    step = rotate_y(toes[1:] - toes[:-1], -heading[:-1, None])  # [T-1, 2, 3], heading frame
+    both = planted[1:] & planted[:-1]  # [T-1, 2]
+    weight = both.sum(axis=1).astype(np.float64)
+    slide = np.where(both[..., None], step, 0.0).sum(axis=1)
+    weight_s = gaussian_smooth(weight, sigma)
+    slide_s = gaussian_smooth(slide, sigma) / np.maximum(weight_s, 1e-9)[:, None]
+    slide_s *= np.minimum(weight_s / 0.5, 1.0)[:, None]  # fade out where feet are rarely planted
+    slide_s[:, 1] = 0.0
+    correction = -rotate_y(slide_s, heading[:-1])
+    return np.concatenate([np.zeros((1, 3)), np.cumsum(correction, axis=0)])
+
+
+def _lock_sequence(joints: np.ndarray, height: float, speed: float, fps: float) -> np.ndarray:
+    planted = np.stack([planted_frames(joints[:, toe], height, speed, fps) for toe in TOES], axis=1)
+    joints = joints + root_drift(joints, planted, sigma=fps / 2)[:, None]
+    out = joints.copy()
+    for hip, knee, ankle, toe in LEGS:
+        offsets = foot_offsets(joints[:, toe], planted_frames(joints[:, toe], height, speed, fps))
+        if not np.any(offsets):
+            continue
+        thigh = np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1)
+        shin = np.linalg.norm(joints[:, ankle] - joints[:, knee], axis=-1)
+        new_ankle, new_knee = solve_knee(joints[:, hip], joints[:, knee], joints[:, ankle] + offsets, thigh, shin)
+        out[:, knee] = new_knee
+        out[:, ankle] = new_ankle
+        out[:, toe] = new_ankle + (joints[:, toe] - joints[:, ankle])
+    return out
+
+
+def lock_feet(joints, *, loop: bool = False, height: float = CONTACT_HEIGHT, speed: float = CONTACT_SPEED,
+              fps: float = FPS) -> np.ndarray:
+    """Joint positions ``[T, 22, 3]`` with planted feet locked (module docstring). ``loop``: the
+    motion is one cycle of a loop (frame T-1 is followed by frame 0) and the result is too."""
+    joints = np.asarray(joints)
+    if joints.ndim != 3 or joints.shape[1:] != (22, 3):
+        raise ValueError(f"expected joint positions [T, 22, 3], got {joints.shape}")
+    work = joints.astype(np.float64)
+    if not loop or len(work) < 2:
+        return _lock_sequence(work, height, speed, fps).astype(joints.dtype, copy=False)
+    from motion_loop.render import cycle_transform, tile_loop
+
+    period = len(work)
+    tiled = tile_loop(work, 3)
+    change = _lock_sequence(tiled, height, speed, fps)[period: 2 * period] - tiled[period: 2 * period]
+    rotation, _, _ = cycle_transform(work)
+    # cycle 1 is cycle 0 turned by `rotation`: turn its correction back
+    return (work + change @ rotation).astype(joints.dtype, copy=False)
