@@ -181,7 +181,9 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
                    classifier: KindClassifier | None = None, prompt_seed: int = 2024, seed: int = 0,
                    guidance: float = 2.5, steps: int = 40, device: str = "cpu") -> dict:
     """Kind accuracy of generated motions for training captions and held-out paraphrases, and the
-    foot skating ratio (GMD) of each kind's samples."""
+    foot skating ratio (GMD) of each kind's samples, as the model made them and with feet locked
+    (`foot_lock.lock_feet`, as ``python -m sample`` writes them)."""
+    from motion_loop.foot_lock import lock_feet
     from motion_loop.metrics import foot_skating_ratio
 
     classifier = classifier or KindClassifier.fit_procedural()
@@ -192,11 +194,13 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
                                  steps=steps, seed=seed, device=device)
         kinds = [k for _, k in pairs]
         result = accuracy_by_kind(classifier.predict(joints), kinds)
-        skating = {}
-        for kind in KINDS:
-            values = [foot_skating_ratio(j) for j, k in zip(joints, kinds) if k == kind]
-            skating[kind] = float(np.mean(values)) if values else None
-        result["foot_skating"] = skating
+        locked = [lock_feet(j, loop=loop) for j in joints]
+        for name, motions in (("foot_skating", joints), ("foot_skating_locked", locked)):
+            skating = {}
+            for kind in KINDS:
+                values = [foot_skating_ratio(j) for j, k in zip(motions, kinds) if k == kind]
+                skating[kind] = float(np.mean(values)) if values else None
+            result[name] = skating
         if loop:
             from motion_loop.metrics import loop_seam_report
 

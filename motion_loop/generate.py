@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EDM stochastic churn (0 = deterministic ODE; the DiffCollage seed uses 10) (default 0)")
 
     g = p.add_argument_group("outputs")
+    g.add_argument("--foot_lock", action=argparse.BooleanOptionalAction, default=True,
+                   help="plant feet that touch the floor (root speed matched to the legs, two-bone IK; default "
+                        "on); results.npy, BVH and videos get locked feet, features.npy stays the model's output")
     g.add_argument("--render", action=argparse.BooleanOptionalAction, default=True,
                    help="render stick-figure videos (default on)")
     g.add_argument("--loop_repeats", type=int, default=3,
@@ -383,6 +386,16 @@ def run(args) -> dict:
             joints.append(positions)
     features, joints = np.concatenate(features), np.concatenate(joints)
     sampling_s = time.perf_counter() - started
+    skating = None
+    if args.foot_lock:
+        from motion_loop.foot_lock import lock_feet
+        from motion_loop.metrics import foot_skating_ratio
+
+        locked = np.stack([lock_feet(j, loop=args.loop, fps=fps) for j in joints])
+        skating = {"model": float(np.mean([foot_skating_ratio(j, fps) for j in joints])),
+                   "locked": float(np.mean([foot_skating_ratio(j, fps) for j in locked]))}
+        print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} (mean of {len(joints)})")
+        joints = locked
 
     seams = None
     if args.loop:
@@ -410,6 +423,8 @@ def run(args) -> dict:
             "window": layout.window, "overlap": layout.overlap, "n_windows": layout.n_windows,
             "cyclic": layout.cyclic, "collage": args.collage},
         "seam_reports": seams,
+        "foot_lock": args.foot_lock,
+        "foot_skating_ratio": skating,
         "sampling_seconds": round(sampling_s, 3),
         "torch": torch.__version__,
     }

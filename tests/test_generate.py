@@ -90,6 +90,36 @@ def test_loop_writes_results_video_and_seam_report(tiny, tmp_path, capsys):
     assert "loop seam" in out and str(out_dir) in out
 
 
+def test_foot_lock_changes_joints_not_features(tiny, tmp_path, capsys, monkeypatch):
+    import motion_loop.foot_lock
+    from motion_loop.humanml import recover_from_ric
+
+    calls = []
+
+    def lift(joints, *, loop, fps):  # a stand-in lock whose effect is easy to see: up by 1 m
+        calls.append((loop, fps))
+        return joints + np.array([0.0, 1.0, 0.0])
+
+    monkeypatch.setattr(motion_loop.foot_lock, "lock_feet", lift)
+    common = ("--text_prompt", "a person walks forward", "--loop", "--motion_length", "3", "--num_repetitions", "2",
+              "--no-render", "--no-bvh")
+    runs = {}
+    for flag in ("--foot_lock", "--no-foot_lock"):
+        out_dir = tmp_path / flag
+        out = run_ok(cli(tiny, *common, flag, "--output_dir", str(out_dir)), capsys)
+        joints = np.load(out_dir / "results.npy", allow_pickle=True).item()["motion"].transpose(0, 3, 1, 2)
+        runs[flag] = (joints, np.load(out_dir / "features.npy"), json.loads((out_dir / "run.json").read_text()), out)
+    locked, features, run, out = runs["--foot_lock"]
+    raw, raw_features, raw_run, raw_out = runs["--no-foot_lock"]
+    assert calls == [(True, 20.0)] * 2  # each motion locked once, as a loop; not at all without the flag
+    np.testing.assert_array_equal(features, raw_features)  # features.npy: the model's output either way
+    np.testing.assert_allclose(raw, recover_from_ric(features), atol=1e-5)
+    np.testing.assert_allclose(locked, raw + np.array([0.0, 1.0, 0.0]), atol=1e-5)
+    assert run["foot_lock"] is True and raw_run["foot_lock"] is False and raw_run["foot_skating_ratio"] is None
+    assert run["foot_skating_ratio"]["locked"] == 0.0  # 1 m up, no foot touches the floor
+    assert "foot lock: foot skating ratio" in out and "foot lock" not in raw_out
+
+
 def test_long_motion_is_a_chain_of_windows(tiny, tmp_path, capsys):
     out_dir = tmp_path / "long"
     run_ok(cli(tiny, "--text_prompt", "someone runs", "--motion_length", "7.5", "--num_repetitions", "1",
