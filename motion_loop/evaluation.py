@@ -149,7 +149,7 @@ def evaluation_prompts(split: str, n_per_kind: int, seed: int, kinds=KINDS) -> l
 
 def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loop: bool = False,
                     guidance: float = 2.5, steps: int = 40, seed: int = 0, batch_size: int = 64,
-                    device: str = "cpu", collage: str = "condind") -> list[np.ndarray]:
+                    device: str = "cpu", collage: str = "condind", caption_bank: bool = True) -> list[np.ndarray]:
     """Joint positions ``[T, 22, 3]`` of one sample per prompt, made as ``python -m sample`` makes
     them (EDM Heun, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period)."""
     import torch
@@ -160,7 +160,7 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
     from motion_loop.text_encoders import text_encoder_for
 
     loaded = load_model(model_path, device)
-    encoder = text_encoder_for(loaded, device=device)
+    encoder = text_encoder_for(loaded, device=device, caption_bank=caption_bank)
     normalizer, _ = load_stats(None, loaded.path)
     frames = round(seconds * FPS)
     layout = choose_layout(frames, loaded.config.max_frames, loop)
@@ -179,7 +179,7 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
 
 def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loop: bool = False,
                    classifier: KindClassifier | None = None, prompt_seed: int = 2024, seed: int = 0,
-                   guidance: float = 2.5, steps: int = 40, device: str = "cpu") -> dict:
+                   guidance: float = 2.5, steps: int = 40, device: str = "cpu", caption_bank: bool = True) -> dict:
     """Kind accuracy of generated motions for training captions and held-out paraphrases, and the
     foot skating ratio (GMD) of each kind's samples, as the model made them and with feet locked
     (`foot_lock.lock_feet`, as ``python -m sample`` writes them)."""
@@ -187,11 +187,12 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
     from motion_loop.metrics import foot_skating_ratio
 
     classifier = classifier or KindClassifier.fit_procedural()
-    report = {"seconds": seconds, "loop": loop, "n_per_kind": n_per_kind, "guidance": guidance, "steps": steps}
+    report = {"seconds": seconds, "loop": loop, "n_per_kind": n_per_kind, "guidance": guidance, "steps": steps,
+              "caption_bank": caption_bank}
     for split in ("train", "heldout"):
         pairs = evaluation_prompts(split, n_per_kind, prompt_seed)
         joints = generate_joints(model_path, [p for p, _ in pairs], seconds=seconds, loop=loop, guidance=guidance,
-                                 steps=steps, seed=seed, device=device)
+                                 steps=steps, seed=seed, device=device, caption_bank=caption_bank)
         kinds = [k for _, k in pairs]
         result = accuracy_by_kind(classifier.predict(joints), kinds)
         locked = [lock_feet(j, loop=loop) for j in joints]
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt_seed", type=int, default=2024, help="seed of the evaluation prompts (default 2024)")
     p.add_argument("--classifier_seed", type=int, default=12345, help="seed of the classifier's procedural sample")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--caption_bank", action=argparse.BooleanOptionalAction, default=True,
+                   help="read prompts as the closest training caption when the model ships a caption bank, "
+                        "as python -m sample does (default on)")
     p.add_argument("--output", default=None, help="also write the report as JSON to this file")
     args = p.parse_args(argv)
 
@@ -239,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         classifier = KindClassifier.fit_procedural(seed=args.classifier_seed)
         report = evaluate_model(args.model_path, n_per_kind=args.n_per_kind, seconds=args.seconds, loop=args.loop,
                                 classifier=classifier, prompt_seed=args.prompt_seed, seed=args.seed,
-                                guidance=args.guidance, steps=args.steps, device=args.device)
+                                guidance=args.guidance, steps=args.steps, device=args.device,
+                                caption_bank=args.caption_bank)
         text = json.dumps(report, indent=1)
         print(text)
         if args.output:

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write results (default: beside the checkpoint, named as MDM does)")
     g.add_argument("--batch_size", type=int, default=None,
                    help="samples sampled together (default: all of them at once)")
+    g.add_argument("--caption_bank", action=argparse.BooleanOptionalAction, default=True,
+                   help="for a model shipped with caption_bank.npz (the demo model): read each prompt as the "
+                        "closest caption the model was trained on, and say which (default on)")
 
     g = p.add_argument_group("loops and long motion (DiffCollage)")
     g.add_argument("--loop", action=argparse.BooleanOptionalAction, default=False,
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("outputs")
     g.add_argument("--foot_lock", action=argparse.BooleanOptionalAction, default=True,
-                   help="plant feet that touch the floor (root speed matched to the legs, two-bone IK; default "
+                   help="plant feet that touch the floor (body speed matched to the legs, two-bone IK; default "
                         "on); results.npy, BVH and videos get locked feet, features.npy stays the model's output")
     g.add_argument("--render", action=argparse.BooleanOptionalAction, default=True,
                    help="render stick-figure videos (default on)")
@@ -345,7 +348,7 @@ def decode(features: torch.Tensor, normalizer) -> tuple[np.ndarray, np.ndarray]:
 def run(args) -> dict:
     from motion_loop.diffusion import MDMDenoiser
     from motion_loop.mdm import load_model
-    from motion_loop.text_encoders import text_encoder_for
+    from motion_loop.text_encoders import CaptionBank, text_encoder_for
 
     prompts = read_prompts(args)
     check_numbers(args)
@@ -366,7 +369,14 @@ def run(args) -> dict:
     if args.loop and plan.frames != requested:
         print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
     normalizer, stats_dir = load_stats(args.stats_dir, model_path)
-    text_encoder = text_encoder_for(loaded, clip_weights=args.clip_weights, device=device)
+    text_encoder = text_encoder_for(loaded, clip_weights=args.clip_weights, device=device,
+                                    caption_bank=args.caption_bank)
+    read_as = None
+    if isinstance(text_encoder, CaptionBank):
+        nearest = text_encoder.nearest(prompts)
+        read_as = [caption for caption, _ in nearest]
+        for prompt, (caption, cosine) in zip(prompts, nearest):
+            print(f'caption bank: "{prompt}" is read as the training caption "{caption}" (cosine {cosine:.2f})')
 
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
     generator = torch.Generator(device).manual_seed(args.seed)
@@ -405,6 +415,7 @@ def run(args) -> dict:
     metadata = {
         "prompts": prompts,
         "texts": texts,
+        "read_as": read_as,
         "model_path": str(model_path),
         "model": why,
         "model_args": config.to_args(),

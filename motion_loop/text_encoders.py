@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -84,16 +85,94 @@ def build_text_encoder(kind: str, **kwargs) -> TextEncoder:
     return _REGISTRY[kind](**kwargs)
 
 
-def text_encoder_for(loaded, *, clip_weights: str | Path | None = None, device: torch.device | str = "cpu") -> TextEncoder:
+def text_encoder_for(loaded, *, clip_weights: str | Path | None = None, device: torch.device | str = "cpu",
+                     caption_bank: bool = True) -> TextEncoder:
     """The text encoder a loaded checkpoint (:class:`motion_loop.mdm.LoadedModel`) was trained with:
     the registered class of its ``text_encoder_type`` builds itself with ``for_checkpoint(loaded,
     clip_weights=..., device=...)`` (``clip``, the official models: the frozen CLIP at
     ``clip_weights`` or in CLIP's cache; ``minilm``, the demo model: the frozen MiniLM of its pip
-    package)."""
+    package). ``caption_bank``: when the checkpoint's folder has a :data:`CAPTION_BANK` (the demo
+    model), prompts are read as their closest training caption (:class:`CaptionBank`)."""
     kind = loaded.config.text_encoder_type
     if kind not in _REGISTRY:
         raise UserError(f"{loaded.path} uses text encoder {kind!r}, which this version does not know: update motion_loop")
-    return _REGISTRY[kind].for_checkpoint(loaded, clip_weights=clip_weights, device=device)
+    encoder = _REGISTRY[kind].for_checkpoint(loaded, clip_weights=clip_weights, device=device)
+    bank = Path(loaded.path).parent / CAPTION_BANK
+    return CaptionBank.load(bank, encoder) if caption_bank and bank.is_file() else encoder
+
+
+# ----------------------------------------------------------------------------------------------
+# Caption bank: prompts read as the closest caption a small model was trained on
+
+CAPTION_BANK = "caption_bank.npz"
+
+
+class CaptionBank:
+    """A text encoder that conditions on the training caption closest to each prompt.
+
+    A small model trained on a closed set of captions (the demo: 13 kinds of procedural motion)
+    follows the captions it saw far better than new wording: new wording lands between training
+    captions in the sentence-embedding space, where the model has no data. Reading each prompt as
+    its nearest training caption (cosine similarity of the encoder's embeddings) keeps the model on
+    its data; :meth:`nearest` says which caption was used, so a user sees what the model understood.
+
+    The bank file (:data:`CAPTION_BANK`) holds ``captions`` (strings) and their ``embeddings``
+    (float16, ``[N, dim]``, L2-normalized) made by the same encoder; the chosen caption is encoded
+    afresh, so the model sees exactly the embedding it was trained on.
+    """
+
+    def __init__(self, encoder: TextEncoder, captions: list[str], embeddings: Tensor):
+        if len(captions) != embeddings.shape[0] or embeddings.ndim != 2 or embeddings.shape[1] != encoder.dim:
+            raise ValueError(f"{len(captions)} captions with embeddings {tuple(embeddings.shape)} do not fit "
+                             f"a {encoder.dim}-d encoder")
+        self.encoder = encoder
+        self.captions = list(captions)
+        self.embeddings = F.normalize(embeddings.float(), dim=-1).to(encoder.device)
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    def to(self, device: torch.device | str) -> "CaptionBank":
+        self.encoder = self.encoder.to(device)
+        self.embeddings = self.embeddings.to(device)
+        return self
+
+    @staticmethod
+    def save(path: str | Path, captions: list[str], embeddings: Tensor) -> Path:
+        path = Path(path)
+        np.savez(path, captions=np.array(captions, dtype=str),
+                 embeddings=F.normalize(embeddings.float(), dim=-1).cpu().numpy().astype(np.float16))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, encoder: TextEncoder) -> "CaptionBank":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                captions, embeddings = [str(c) for c in data["captions"]], torch.from_numpy(data["embeddings"])
+            return cls(encoder, captions, embeddings)
+        except Exception as err:  # unreadable or mismatched file: one line naming the fix
+            raise UserError(f"cannot read the caption bank {path} ({type(err).__name__}): restore it from the "
+                            "repository, or sample with --no-caption_bank") from None
+
+    def nearest(self, prompts: list[str]) -> list[tuple[str, float]]:
+        """``(training caption, cosine similarity)`` closest to each prompt."""
+        if not prompts:
+            return []
+        similarity = self.encoder.encode(prompts) @ self.embeddings.T
+        best = similarity.max(dim=1)
+        return [(self.captions[i], float(v)) for v, i in zip(best.values.tolist(), best.indices.tolist())]
+
+    def encode(self, prompts: list[str]) -> Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("encode takes a list of prompts, not one string")
+        if not prompts:
+            return torch.zeros(0, self.dim, device=self.device)
+        return self.encoder.encode([caption for caption, _ in self.nearest(prompts)])
 
 
 # ----------------------------------------------------------------------------------------------

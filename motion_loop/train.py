@@ -40,7 +40,8 @@ from motion_loop.errors import UserError, run_cli
 from motion_loop.humanml import CONTACTS, recover_from_ric
 from motion_loop.mdm import MDM, MDMConfig, save_model
 from motion_loop.skeleton import LEFT_FOOT, RIGHT_FOOT
-from motion_loop.text_encoders import MiniLMTextEncoder, TextEncoder
+from motion_loop.procedural.captions import PLAIN_SUBJECT
+from motion_loop.text_encoders import CAPTION_BANK, CaptionBank, MiniLMTextEncoder, TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = ROOT / ".cache" / "procedural"
@@ -365,6 +366,11 @@ def run(args) -> Trainer:
     text_encoder.encode(distinct)  # the frozen encoder caches every training caption's embedding
     print(f"text: {len(distinct)} distinct captions embedded by MiniLM ({text_encoder.dim}-d, frozen) in "
           f"{time.perf_counter() - tick:.0f} s")
+    bank_path = save_dir / CAPTION_BANK
+    if not bank_path.exists():
+        plain = [c for c in distinct if re.search(rf"\b{PLAIN_SUBJECT}\b", c)] or distinct
+        CaptionBank.save(bank_path, plain, text_encoder.encode(plain))
+        print(f"caption bank: {len(plain)} training captions with the subject {PLAIN_SUBJECT!r} -> {bank_path}")
 
     torch.manual_seed(args.seed)  # initial weights
     trainer = Trainer(MDM(config), text_encoder, sampler, lr=args.lr, weight_decay=args.weight_decay,

@@ -20,8 +20,9 @@ def test_demo_folder_is_complete_and_small():
     assert DEMO_MODEL.is_file(), f"{DEMO_MODEL} is missing: the demo model must be committed"
     assert DEMO_MODEL.stat().st_size <= MAX_BYTES
     folder = DEMO_MODEL.parent
-    for name in ("args.json", "Mean.npy", "Std.npy", "README.md"):
+    for name in ("args.json", "Mean.npy", "Std.npy", "README.md", "caption_bank.npz"):
         assert (folder / name).is_file(), name
+    assert sum(f.stat().st_size for f in folder.iterdir() if f.name != "train000008000.pt") <= MAX_BYTES
     args = json.loads((folder / "args.json").read_text())
     assert args["text_encoder_type"] == "minilm" and args["mask_frames"] is True
     assert "text_encoder" not in torch.load(DEMO_MODEL, weights_only=True)  # the frozen MiniLM is not in it
@@ -50,6 +51,23 @@ def test_demo_model_samples_finite_motion_offline():
     assert joints.shape == (2, 30, 22, 3) and np.isfinite(joints).all()
 
 
+def test_demo_caption_bank_holds_training_captions():
+    from motion_loop.procedural import KINDS, caption_set, sample_params
+    from motion_loop.text_encoders import CaptionBank
+
+    bank = text_encoder_for(load_model(DEMO_MODEL))
+    assert isinstance(bank, CaptionBank)
+    captions = {"train": set(), "heldout": set()}
+    rng = np.random.default_rng(0)
+    for kind in KINDS:
+        for _ in range(200):
+            params = sample_params(kind, rng)
+            for split in captions:
+                captions[split].update(caption_set(kind, params, split))
+    assert set(bank.captions) <= captions["train"] and len(bank.captions) > 1000
+    assert not set(bank.captions) & captions["heldout"]  # the evaluation's paraphrases are not in it
+
+
 def test_demo_model_follows_the_prompt():
     """A loop for each of four distinct prompts is classified as the prompted kind by the held-out
     classifier (the full evaluation is in the folder's README; this guards against a broken model)."""
@@ -60,3 +78,19 @@ def test_demo_model_follows_the_prompt():
     joints = generate_joints(DEMO_MODEL, list(prompts.values()), seconds=4.0, loop=True, steps=20, seed=0)
     classifier = KindClassifier.fit_procedural(n_per_kind=12, seed=7)
     assert classifier.predict(joints) == list(prompts)
+
+
+def test_sample_says_how_the_demo_model_reads_a_prompt(tmp_path, capsys):
+    from motion_loop.generate import main
+
+    out_dir = tmp_path / "out"
+    argv = ["--model_path", str(DEMO_MODEL), "--text_prompt", "somebody strolls ahead", "--motion_length", "2",
+            "--num_repetitions", "1", "--steps", "4", "--no-render", "--no-bvh", "--no-progress",
+            "--output_dir", str(out_dir)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    run = json.loads((out_dir / "run.json").read_text())
+    (caption,) = run["read_as"]
+    assert "walk" in caption and f'"somebody strolls ahead" is read as the training caption "{caption}"' in out
+    assert main(argv[:-1] + [str(tmp_path / "raw"), "--no-caption_bank"]) == 0
+    assert json.loads((tmp_path / "raw" / "run.json").read_text())["read_as"] is None

@@ -257,3 +257,44 @@ def test_minilm_checks_every_weight(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="model.safetensors is missing"):
         MiniLMTextEncoder(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------------------------
+# Caption bank: a prompt read as the closest training caption
+
+from motion_loop.text_encoders import CAPTION_BANK, CaptionBank  # noqa: E402
+
+BANK = ["a person walks forward", "a person jumps in place", "a person waves with their right hand",
+        "a person does squats"]
+
+
+def test_caption_bank_reads_a_prompt_as_its_closest_caption(minilm, tmp_path):
+    path = CaptionBank.save(tmp_path / CAPTION_BANK, BANK, minilm.encode(BANK))
+    bank = CaptionBank.load(path, minilm)
+    assert bank.captions == BANK and bank.dim == 384
+    prompts = ["someone strolls ahead", "the man hops up and down", "a guy greets a friend by waving his hand"]
+    nearest = bank.nearest(prompts)
+    assert [caption for caption, _ in nearest] == BANK[:3]
+    for prompt, (caption, cosine) in zip(prompts, nearest):
+        expected = float(minilm.encode([prompt])[0] @ minilm.encode([caption])[0])
+        assert cosine == pytest.approx(expected, abs=2e-3)  # the bank stores float16 embeddings
+    # The model sees exactly the embedding of the caption it was trained on.
+    torch.testing.assert_close(bank.encode(prompts), minilm.encode(BANK[:3]), atol=0, rtol=0)
+    assert bank.encode([]).shape == (0, 384)
+
+
+def test_text_encoder_for_uses_a_bank_beside_the_checkpoint(minilm, tmp_path):
+    class Loaded:
+        path = tmp_path / "model000000001.pt"
+        config = MDMConfig(text_dim=384, text_encoder_type="minilm")
+
+    assert isinstance(text_encoder_for(Loaded), MiniLMTextEncoder)  # no bank: the prompt as it is
+    CaptionBank.save(tmp_path / CAPTION_BANK, BANK, minilm.encode(BANK))
+    assert isinstance(text_encoder_for(Loaded), CaptionBank)
+    assert isinstance(text_encoder_for(Loaded, caption_bank=False), MiniLMTextEncoder)
+    (tmp_path / CAPTION_BANK).write_bytes(b"not a bank")
+    with pytest.raises(UserError, match="cannot read the caption bank .*--no-caption_bank"):
+        text_encoder_for(Loaded)
+    CaptionBank.save(tmp_path / CAPTION_BANK, BANK, torch.ones(4, 8))  # made by another encoder
+    with pytest.raises(UserError, match="cannot read the caption bank"):
+        text_encoder_for(Loaded)

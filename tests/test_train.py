@@ -130,8 +130,13 @@ def test_checkpoint_and_resume_reproduce_training(tmp_path, capsys):
     flags = TINY_FLAGS + ["--cache_dir", str(tmp_path / "cache"), "--seed", "3"]
     assert main(flags + ["--save_dir", str(straight), "--steps", "6", "--save_every", "3"]) == 0
     names = sorted(p.name for p in straight.iterdir())
-    assert names == ["Mean.npy", "Std.npy", "args.json", "model000000003.pt", "model000000006.pt",
+    assert names == ["Mean.npy", "Std.npy", "args.json", "caption_bank.npz", "model000000003.pt", "model000000006.pt",
                      "train000000003.pt", "train000000006.pt", "train_log.jsonl"]
+    with np.load(straight / "caption_bank.npz") as bank:
+        # one subject ("a person ...") of the training captions, with their MiniLM embeddings
+        captions = [str(c) for c in bank["captions"]]
+        assert captions and all("a person" in c for c in captions)
+        assert bank["embeddings"].shape == (len(captions), 384)
 
     # A run stopped after step 3: resume it and compare with the straight run.
     resumed = tmp_path / "resumed"
