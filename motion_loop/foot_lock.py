@@ -6,11 +6,14 @@ on joint positions ``[T, 22, 3]`` (metres, y up, floor at y = 0):
 
 1. Contacts: a foot is planted while its toe is below ``height`` (5 cm, the floor band of GMD's
    skating metric); runs of planted frames are contact spans.
-2. Targets: in each span the toe is pinned, horizontally, to its mean position over the span; the
+2. Body speed: the steady part of the planted feet's slide (smoothed over half a second) is taken
+   off the whole body's travel (`root_drift`), so the body moves as fast as its legs carry it and
+   the pose is untouched.
+3. Targets: in each span the toe is pinned, horizontally, to its mean position over the span; the
    foot (ankle and toe) moves by that horizontal offset, heights are kept.
-3. Between spans the offset eases from one span's to the next (smoothstep over the whole swing), so
+4. Between spans the offset eases from one span's to the next (smoothstep over the whole swing), so
    the correction never jumps; before the first and after the last span it is held.
-4. Legs: two-bone IK moves the knee so the thigh and shin keep their lengths in every frame and the
+5. Legs: two-bone IK moves the knee so the thigh and shin keep their lengths in every frame and the
    knee stays in its own bending plane; an ankle the leg cannot reach is pulled back towards the hip.
 
 Loops are locked as loops: the loop is tiled three times with `render.tile_loop`, locked as one
@@ -26,7 +29,6 @@ from motion_loop.humanml import facing_angle, gaussian_smooth, rotate_y
 from motion_loop.skeleton import FPS, LEFT_FOOT, RIGHT_FOOT
 
 CONTACT_HEIGHT = 0.05  # metres; the floor band of metrics.foot_skating_ratio
-CONTACT_SPEED = 1.0  # m/s; a low toe faster than this is a shuffling step, not a slipping plant
 # (hip, knee, ankle, toe) of each leg
 LEGS = ((1, 4) + LEFT_FOOT, (2, 5) + RIGHT_FOOT)
 TOES = (LEFT_FOOT[1], RIGHT_FOOT[1])
@@ -43,7 +45,7 @@ def _smoothstep(u: np.ndarray) -> np.ndarray:
 
 
 def foot_offsets(toe: np.ndarray, planted: np.ndarray) -> np.ndarray:
-    """Horizontal offsets ``[T, 3]`` that pin the toe ``[T, 3]`` during each contact span (steps 2-3)."""
+    """Horizontal offsets ``[T, 3]`` that pin the toe ``[T, 3]`` during each contact span (steps 3-4)."""
     offsets = np.zeros_like(toe)
     spans = contact_spans(planted)
     if not spans:
@@ -66,7 +68,7 @@ def _unit(v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
 
 
 def solve_knee(hip, knee, ankle_target, thigh, shin):
-    """Two-bone IK (step 4): the ankle it can reach and the knee, ``[T, 3]`` each.
+    """Two-bone IK (step 5): the ankle it can reach and the knee, ``[T, 3]`` each.
 
     The knee sits where the thigh (``thigh`` long, from the hip) and the shin (``shin`` long, to the
     ankle) meet, on the side of the hip-ankle line where the original knee was.
@@ -86,13 +88,6 @@ def solve_knee(hip, knee, ankle_target, thigh, shin):
     straight = np.linalg.norm(bend, axis=-1, keepdims=True) < 1e-6
     bend = _unit(np.where(straight, fallback - np.sum(fallback * axis, -1, keepdims=True) * axis, bend))
     return ankle, hip + axis * along[:, None] + bend * across[:, None]
-
-
-def planted_frames(toe: np.ndarray, height: float, speed: float, fps: float) -> np.ndarray:
-    """Frames ``[T]`` in which a toe ``[T, 3]`` is planted (step 1): low and not travelling."""
-    step = np.linalg.norm(np.diff(toe[:, [0, 2]], axis=0), axis=-1) * fps  # [T-1] m/s
-    travel = np.maximum(np.concatenate([step[:1], step]), np.concatenate([step, step[-1:]]))
-    return (toe[:, 1] < height) & (travel < speed)
 
 
 def root_drift(joints: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndarray:
@@ -117,12 +112,11 @@ def root_drift(joints: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndar
     return np.concatenate([np.zeros((1, 3)), np.cumsum(correction, axis=0)])
 
 
-def _lock_sequence(joints: np.ndarray, height: float, speed: float, fps: float) -> np.ndarray:
-    planted = np.stack([planted_frames(joints[:, toe], height, speed, fps) for toe in TOES], axis=1)
-    joints = joints + root_drift(joints, planted, sigma=fps / 2)[:, None]
+def _lock_sequence(joints: np.ndarray, height: float, sigma: float) -> np.ndarray:
+    joints = joints + root_drift(joints, joints[:, TOES, 1] < height, sigma)[:, None]
     out = joints.copy()
     for hip, knee, ankle, toe in LEGS:
-        offsets = foot_offsets(joints[:, toe], planted_frames(joints[:, toe], height, speed, fps))
+        offsets = foot_offsets(joints[:, toe], joints[:, toe, 1] < height)
         if not np.any(offsets):
             continue
         thigh = np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1)
@@ -134,21 +128,22 @@ def _lock_sequence(joints: np.ndarray, height: float, speed: float, fps: float) 
     return out
 
 
-def lock_feet(joints, *, loop: bool = False, height: float = CONTACT_HEIGHT, speed: float = CONTACT_SPEED,
-              fps: float = FPS) -> np.ndarray:
+def lock_feet(joints, *, loop: bool = False, height: float = CONTACT_HEIGHT, fps: float = FPS) -> np.ndarray:
     """Joint positions ``[T, 22, 3]`` with planted feet locked (module docstring). ``loop``: the
-    motion is one cycle of a loop (frame T-1 is followed by frame 0) and the result is too."""
+    motion is one cycle of a loop (frame T-1 is followed by frame 0) and the result is too.
+    ``fps`` sets the smoothing of the body's speed correction (half a second)."""
     joints = np.asarray(joints)
     if joints.ndim != 3 or joints.shape[1:] != (22, 3):
         raise ValueError(f"expected joint positions [T, 22, 3], got {joints.shape}")
     work = joints.astype(np.float64)
     if not loop or len(work) < 2:
-        return _lock_sequence(work, height, speed, fps).astype(joints.dtype, copy=False)
+        return _lock_sequence(work, height, fps / 2).astype(joints.dtype, copy=False)
     from motion_loop.render import cycle_transform, tile_loop
 
     period = len(work)
     tiled = tile_loop(work, 3)
-    change = _lock_sequence(tiled, height, speed, fps)[period: 2 * period] - tiled[period: 2 * period]
+    change = _lock_sequence(tiled, height, fps / 2)[period: 2 * period] - tiled[period: 2 * period]
+    change[..., [0, 2]] -= change[0, 0, [0, 2]]  # the loop still starts where it started
     rotation, _, _ = cycle_transform(work)
     # cycle 1 is cycle 0 turned by `rotation`: turn its correction back
     return (work + change @ rotation).astype(joints.dtype, copy=False)

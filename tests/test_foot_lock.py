@@ -114,3 +114,11 @@ def test_a_locked_loop_still_loops():
 def test_bad_shape():
     with pytest.raises(ValueError, match=r"\[T, 22, 3\]"):
         lock_feet(np.zeros((10, 21, 3)))
+
+
+def test_locking_keeps_the_start():
+    joints, _ = _walk(3.0)
+    sliding = _drifting(joints, 0.6)
+    for loop in (False, True):
+        locked = lock_feet(sliding, loop=loop)
+        np.testing.assert_allclose(locked[0, 0], sliding[0, 0], atol=1e-9)
