@@ -149,9 +149,11 @@ def evaluation_prompts(split: str, n_per_kind: int, seed: int, kinds=KINDS) -> l
 
 def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loop: bool = False,
                     guidance: float = 2.5, steps: int = 40, seed: int = 0, batch_size: int = 64,
-                    device: str = "cpu", collage: str = "condind", caption_bank: bool = True) -> list[np.ndarray]:
+                    device: str = "cpu", collage: str = "condind", caption_bank: bool = True,
+                    with_features: bool = False):
     """Joint positions ``[T, 22, 3]`` of one sample per prompt, made as ``python -m sample`` makes
-    them (EDM Heun, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period)."""
+    them (EDM Heun, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period), before
+    foot locking. ``with_features``: also their HumanML3D features ``[T, 263]``: (joints, features)."""
     import torch
 
     from motion_loop.diffusion import MDMDenoiser
@@ -167,14 +169,16 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
     plan = Plan(list(prompts), 1, layout.length if loop else frames, layout, loop, FPS)
     denoiser = MDMDenoiser(loaded.model, guidance_scale=guidance, padding_seed=seed)
     generator = torch.Generator(device).manual_seed(seed)
-    joints = []
+    joints, features = [], []
     with torch.inference_mode():
         for first in range(0, len(prompts), batch_size):
             chunk = list(prompts[first: first + batch_size])
             x0, _ = sample_features(plan, denoiser, encoder.encode(chunk).to(device), generator, sampler="edm",
                                     steps=steps, s_churn=0.0, collage=collage, progress=False)
-            joints.extend(decode(x0, normalizer)[1])
-    return joints
+            raw, positions = decode(x0, normalizer)
+            features.extend(raw)
+            joints.extend(positions)
+    return (joints, features) if with_features else joints
 
 
 def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loop: bool = False,
@@ -183,7 +187,7 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
     """Kind accuracy of generated motions for training captions and held-out paraphrases, and the
     foot skating ratio (GMD) of each kind's samples, as the model made them and with feet locked
     (`foot_lock.lock_feet`, as ``python -m sample`` writes them)."""
-    from motion_loop.foot_lock import lock_feet
+    from motion_loop.foot_lock import lock_feet, toe_contacts
     from motion_loop.metrics import foot_skating_ratio
 
     classifier = classifier or KindClassifier.fit_procedural()
@@ -191,11 +195,12 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
               "caption_bank": caption_bank}
     for split in ("train", "heldout"):
         pairs = evaluation_prompts(split, n_per_kind, prompt_seed)
-        joints = generate_joints(model_path, [p for p, _ in pairs], seconds=seconds, loop=loop, guidance=guidance,
-                                 steps=steps, seed=seed, device=device, caption_bank=caption_bank)
+        joints, features = generate_joints(model_path, [p for p, _ in pairs], seconds=seconds, loop=loop,
+                                           guidance=guidance, steps=steps, seed=seed, device=device,
+                                           caption_bank=caption_bank, with_features=True)
         kinds = [k for _, k in pairs]
         result = accuracy_by_kind(classifier.predict(joints), kinds)
-        locked = [lock_feet(j, loop=loop) for j in joints]
+        locked = [lock_feet(j, toe_contacts(f), loop=loop) for j, f in zip(joints, features)]
         for name, motions in (("foot_skating", joints), ("foot_skating_locked", locked)):
             skating = {}
             for kind in KINDS:

@@ -4,8 +4,11 @@ Diffusion models of joint positions let a planted foot drift (foot skating) when
 legs disagree by a few centimetres per frame. Animators remove it with a foot lock, and so do we,
 on joint positions ``[T, 22, 3]`` (metres, y up, floor at y = 0):
 
-1. Contacts: a foot is planted while its toe is below ``height`` (5 cm, the floor band of GMD's
-   skating metric); runs of planted frames are contact spans.
+1. Contacts: when to plant a foot. Best is the model's own answer: HumanML3D features end with
+   foot contact channels (`toe_contacts`), which MDM predicts with the motion; they tell a stance
+   from a swing that passes low over the floor. Without them a foot is planted while its toe is
+   below ``height`` (5 cm, the floor band of GMD's skating metric). Runs of planted frames are
+   contact spans.
 2. Body speed: the steady part of the planted feet's slide (smoothed over half a second) is taken
    off the whole body's travel (`root_drift`), so the body moves as fast as its legs carry it and
    the pose is untouched.
@@ -25,13 +28,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from motion_loop.humanml import facing_angle, gaussian_smooth, rotate_y
+from motion_loop.humanml import CONTACTS, facing_angle, gaussian_smooth, rotate_y
 from motion_loop.skeleton import FPS, LEFT_FOOT, RIGHT_FOOT
 
 CONTACT_HEIGHT = 0.05  # metres; the floor band of metrics.foot_skating_ratio
 # (hip, knee, ankle, toe) of each leg
 LEGS = ((1, 4) + LEFT_FOOT, (2, 5) + RIGHT_FOOT)
 TOES = (LEFT_FOOT[1], RIGHT_FOOT[1])
+
+
+def toe_contacts(features) -> np.ndarray:
+    """Planted toes ``[..., T, 2]`` (left, right) from HumanML3D features ``[..., T, 263]`` (unnormalized):
+    the toe channels of the foot contacts (left ankle, left toe, right ankle, right toe) above 0.5."""
+    contacts = np.asarray(features)[..., CONTACTS]
+    return contacts[..., [1, 3]] > 0.5
 
 
 def contact_spans(planted: np.ndarray) -> list[tuple[int, int]]:
@@ -112,11 +122,11 @@ def root_drift(joints: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndar
     return np.concatenate([np.zeros((1, 3)), np.cumsum(correction, axis=0)])
 
 
-def _lock_sequence(joints: np.ndarray, height: float, sigma: float) -> np.ndarray:
-    joints = joints + root_drift(joints, joints[:, TOES, 1] < height, sigma)[:, None]
+def _lock_sequence(joints: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndarray:
+    joints = joints + root_drift(joints, planted, sigma)[:, None]
     out = joints.copy()
-    for hip, knee, ankle, toe in LEGS:
-        offsets = foot_offsets(joints[:, toe], joints[:, toe, 1] < height)
+    for side, (hip, knee, ankle, toe) in enumerate(LEGS):
+        offsets = foot_offsets(joints[:, toe], planted[:, side])
         if not np.any(offsets):
             continue
         thigh = np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1)
@@ -128,21 +138,29 @@ def _lock_sequence(joints: np.ndarray, height: float, sigma: float) -> np.ndarra
     return out
 
 
-def lock_feet(joints, *, loop: bool = False, height: float = CONTACT_HEIGHT, fps: float = FPS) -> np.ndarray:
-    """Joint positions ``[T, 22, 3]`` with planted feet locked (module docstring). ``loop``: the
-    motion is one cycle of a loop (frame T-1 is followed by frame 0) and the result is too.
-    ``fps`` sets the smoothing of the body's speed correction (half a second)."""
+def lock_feet(joints, contacts=None, *, loop: bool = False, height: float = CONTACT_HEIGHT,
+              fps: float = FPS) -> np.ndarray:
+    """Joint positions ``[T, 22, 3]`` with planted feet locked (module docstring).
+
+    contacts: planted toes ``[T, 2]`` (left, right), e.g. `toe_contacts` of the model's features;
+        None: a toe below ``height`` is planted.
+    loop: the motion is one cycle of a loop (frame T-1 is followed by frame 0), and the result is too.
+    fps: sets the smoothing of the body's speed correction (half a second).
+    """
     joints = np.asarray(joints)
     if joints.ndim != 3 or joints.shape[1:] != (22, 3):
         raise ValueError(f"expected joint positions [T, 22, 3], got {joints.shape}")
     work = joints.astype(np.float64)
+    planted = work[:, TOES, 1] < height if contacts is None else np.asarray(contacts, dtype=bool)
+    if planted.shape != (len(work), 2):
+        raise ValueError(f"expected contacts [T, 2] = {(len(work), 2)}, got {planted.shape}")
     if not loop or len(work) < 2:
-        return _lock_sequence(work, height, fps / 2).astype(joints.dtype, copy=False)
+        return _lock_sequence(work, planted, fps / 2).astype(joints.dtype, copy=False)
     from motion_loop.render import cycle_transform, tile_loop
 
     period = len(work)
     tiled = tile_loop(work, 3)
-    change = _lock_sequence(tiled, height, fps / 2)[period: 2 * period] - tiled[period: 2 * period]
+    change = _lock_sequence(tiled, np.tile(planted, (3, 1)), fps / 2)[period: 2 * period] - tiled[period: 2 * period]
     change[..., [0, 2]] -= change[0, 0, [0, 2]]  # the loop still starts where it started
     rotation, _, _ = cycle_transform(work)
     # cycle 1 is cycle 0 turned by `rotation`: turn its correction back

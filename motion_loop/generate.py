@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("outputs")
     g.add_argument("--foot_lock", action=argparse.BooleanOptionalAction, default=True,
-                   help="plant feet that touch the floor (body speed matched to the legs, two-bone IK; default "
-                        "on); results.npy, BVH and videos get locked feet, features.npy stays the model's output")
+                   help="plant the feet where the model's foot contacts say they touch the floor (body speed matched "
+                        "to the legs, two-bone IK; default on); results.npy, BVH and videos get locked feet, "
+                        "features.npy stays the model's output")
     g.add_argument("--render", action=argparse.BooleanOptionalAction, default=True,
                    help="render stick-figure videos (default on)")
     g.add_argument("--loop_repeats", type=int, default=3,
@@ -398,10 +399,10 @@ def run(args) -> dict:
     sampling_s = time.perf_counter() - started
     skating = None
     if args.foot_lock:
-        from motion_loop.foot_lock import lock_feet
+        from motion_loop.foot_lock import lock_feet, toe_contacts
         from motion_loop.metrics import foot_skating_ratio
 
-        locked = np.stack([lock_feet(j, loop=args.loop, fps=fps) for j in joints])
+        locked = np.stack([lock_feet(j, c, loop=args.loop, fps=fps) for j, c in zip(joints, toe_contacts(features))])
         skating = {"model": float(np.mean([foot_skating_ratio(j, fps) for j in joints])),
                    "locked": float(np.mean([foot_skating_ratio(j, fps) for j in locked]))}
         print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} (mean of {len(joints)})")

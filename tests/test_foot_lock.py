@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from motion_loop.foot_lock import LEGS, contact_spans, foot_offsets, lock_feet, solve_knee
+from motion_loop.foot_lock import LEGS, contact_spans, foot_offsets, lock_feet, solve_knee, toe_contacts
 from motion_loop.metrics import foot_skating_ratio, loop_seam_report
 from motion_loop.procedural import canonicalize, evaluate, sample_params
 from motion_loop.skeleton import FPS
@@ -122,3 +122,30 @@ def test_locking_keeps_the_start():
     for loop in (False, True):
         locked = lock_feet(sliding, loop=loop)
         np.testing.assert_allclose(locked[0, 0], sliding[0, 0], atol=1e-9)
+
+
+def test_contacts_from_features_plant_the_stance_not_a_low_swing():
+    """HumanML3D's contact features (a foot moving under 0.89 m/s) mark the stance of a sliding walk;
+    locking with them plants it, and a swing that passes low over the floor is not pinned."""
+    from motion_loop.humanml import joints_to_features
+
+    joints, _ = _walk()
+    sliding = _drifting(joints, 0.6)
+    features = joints_to_features(sliding)  # T-1 frames
+    contacts = toe_contacts(features)
+    assert contacts.shape == (len(sliding) - 1, 2) and 0.2 < contacts.mean() < 0.9
+    sliding = sliding[:-1]
+    locked = lock_feet(sliding, contacts)
+    assert foot_skating_ratio(sliding) > 0.3 and foot_skating_ratio(locked) < 0.05
+    # A toe dragged 3 cm over the floor at mid-swing: height would call it planted, the contacts do not.
+    low = sliding.copy()
+    swing = ~contacts[:, 0]
+    low[swing, 10, 1] = 0.03
+    by_height, by_contacts = lock_feet(low), lock_feet(low, contacts)
+    # By height the left foot is on the floor all the time: one long plant that the leg cannot
+    # follow. By the contacts it keeps stepping, close to where the motion put it under the body.
+    toe = lambda j: j[:, 10, [0, 2]] - j[:, 0, [0, 2]]
+    drift = lambda j: np.linalg.norm(toe(j) - toe(low), axis=-1).mean()
+    assert drift(by_contacts) < 0.02 < 0.2 < drift(by_height)
+    with pytest.raises(ValueError, match=r"contacts \[T, 2\]"):
+        lock_feet(sliding, contacts[:-1])

@@ -96,8 +96,8 @@ def test_foot_lock_changes_joints_not_features(tiny, tmp_path, capsys, monkeypat
 
     calls = []
 
-    def lift(joints, *, loop, fps):  # a stand-in lock whose effect is easy to see: up by 1 m
-        calls.append((loop, fps))
+    def lift(joints, contacts, *, loop, fps):  # a stand-in lock whose effect is easy to see: up by 1 m
+        calls.append((contacts.shape, contacts.dtype, loop, fps))
         return joints + np.array([0.0, 1.0, 0.0])
 
     monkeypatch.setattr(motion_loop.foot_lock, "lock_feet", lift)
@@ -111,7 +111,8 @@ def test_foot_lock_changes_joints_not_features(tiny, tmp_path, capsys, monkeypat
         runs[flag] = (joints, np.load(out_dir / "features.npy"), json.loads((out_dir / "run.json").read_text()), out)
     locked, features, run, out = runs["--foot_lock"]
     raw, raw_features, raw_run, raw_out = runs["--no-foot_lock"]
-    assert calls == [(True, 20.0)] * 2  # each motion locked once, as a loop; not at all without the flag
+    # each motion locked once, as a loop, with its predicted toe contacts; not at all without the flag
+    assert calls == [((60, 2), np.dtype(bool), True, 20.0)] * 2
     np.testing.assert_array_equal(features, raw_features)  # features.npy: the model's output either way
     np.testing.assert_allclose(raw, recover_from_ric(features), atol=1e-5)
     np.testing.assert_allclose(locked, raw + np.array([0.0, 1.0, 0.0]), atol=1e-5)
