@@ -6,9 +6,11 @@ on joint positions ``[T, 22, 3]`` (metres, y up, floor at y = 0):
 
 1. Contacts: when to plant a foot. Best is the model's own answer: HumanML3D features end with
    foot contact channels (`toe_contacts`), which MDM predicts with the motion; they tell a stance
-   from a swing that passes low over the floor. Without them a foot is planted while its toe is
-   below ``height`` (5 cm, the floor band of GMD's skating metric). Runs of planted frames are
-   contact spans.
+   from a swing that passes low over the floor. A plant then lasts while the toe stays within
+   ``height`` of the floor (5 cm, the floor band of GMD's skating metric): the frames around a
+   predicted contact in which the foot lands and rolls off belong to it (`settle_contacts`).
+   Without contacts a foot is planted while its toe is in the floor band. Runs of planted frames
+   are contact spans.
 2. Body speed: the steady part of the planted feet's slide (smoothed over half a second) is taken
    off the whole body's travel (`root_drift`), so the body moves as fast as its legs carry it and
    the pose is untouched.
@@ -48,6 +50,18 @@ def contact_spans(planted: np.ndarray) -> list[tuple[int, int]]:
     """Half-open [start, end) runs of True in a boolean ``[T]`` array."""
     edges = np.diff(np.concatenate([[0], planted.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def settle_contacts(contacts: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Planted frames ``[T, 2]``: the predicted ``contacts``, each grown over the run of frames in
+    which the toe stays ``low`` (in the floor band) around it. A low run without a predicted
+    contact (a swing that skims the floor) stays unplanted."""
+    planted = contacts.copy()
+    for side in range(planted.shape[1]):
+        for start, end in contact_spans(low[:, side]):
+            if contacts[start:end, side].any():
+                planted[start:end, side] = True
+    return planted
 
 
 def _smoothstep(u: np.ndarray) -> np.ndarray:
@@ -142,8 +156,8 @@ def lock_feet(joints, contacts=None, *, loop: bool = False, height: float = CONT
               fps: float = FPS) -> np.ndarray:
     """Joint positions ``[T, 22, 3]`` with planted feet locked (module docstring).
 
-    contacts: planted toes ``[T, 2]`` (left, right), e.g. `toe_contacts` of the model's features;
-        None: a toe below ``height`` is planted.
+    contacts: predicted toe contacts ``[T, 2]`` (left, right), e.g. `toe_contacts` of the model's
+        features, settled onto the floor band (`settle_contacts`); None: a toe below ``height`` is planted.
     loop: the motion is one cycle of a loop (frame T-1 is followed by frame 0), and the result is too.
     fps: sets the smoothing of the body's speed correction (half a second).
     """
@@ -151,16 +165,22 @@ def lock_feet(joints, contacts=None, *, loop: bool = False, height: float = CONT
     if joints.ndim != 3 or joints.shape[1:] != (22, 3):
         raise ValueError(f"expected joint positions [T, 22, 3], got {joints.shape}")
     work = joints.astype(np.float64)
-    planted = work[:, TOES, 1] < height if contacts is None else np.asarray(contacts, dtype=bool)
-    if planted.shape != (len(work), 2):
-        raise ValueError(f"expected contacts [T, 2] = {(len(work), 2)}, got {planted.shape}")
+    if contacts is not None:
+        contacts = np.asarray(contacts, dtype=bool)
+        if contacts.shape != (len(work), 2):
+            raise ValueError(f"expected contacts [T, 2] = {(len(work), 2)}, got {contacts.shape}")
+
+    def planted(motion, cycles=1):
+        low = motion[:, TOES, 1] < height
+        return low if contacts is None else settle_contacts(np.tile(contacts, (cycles, 1)), low)
+
     if not loop or len(work) < 2:
-        return _lock_sequence(work, planted, fps / 2).astype(joints.dtype, copy=False)
+        return _lock_sequence(work, planted(work), fps / 2).astype(joints.dtype, copy=False)
     from motion_loop.render import cycle_transform, tile_loop
 
     period = len(work)
     tiled = tile_loop(work, 3)
-    change = _lock_sequence(tiled, np.tile(planted, (3, 1)), fps / 2)[period: 2 * period] - tiled[period: 2 * period]
+    change = _lock_sequence(tiled, planted(tiled, 3), fps / 2)[period: 2 * period] - tiled[period: 2 * period]
     change[..., [0, 2]] -= change[0, 0, [0, 2]]  # the loop still starts where it started
     rotation, _, _ = cycle_transform(work)
     # cycle 1 is cycle 0 turned by `rotation`: turn its correction back
