@@ -403,9 +403,11 @@ def run(args) -> dict:
         from motion_loop.metrics import foot_skating_ratio
 
         locked = np.stack([lock_feet(j, c, loop=args.loop, fps=fps) for j, c in zip(joints, toe_contacts(features))])
-        skating = {"model": float(np.mean([foot_skating_ratio(j, fps) for j in joints])),
-                   "locked": float(np.mean([foot_skating_ratio(j, fps) for j in locked]))}
-        print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} (mean of {len(joints)})")
+        if plan.frames >= 2:  # skating needs a step between frames
+            skating = {"model": float(np.mean([foot_skating_ratio(j, fps) for j in joints])),
+                       "locked": float(np.mean([foot_skating_ratio(j, fps) for j in locked]))}
+            print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} "
+                  f"(mean of {len(joints)})")
         joints = locked
 
     seams = None

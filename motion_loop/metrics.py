@@ -108,7 +108,9 @@ def foot_skating_ratio(joints, fps: float = FPS) -> float:
     feet = joints[:, SKATING_JOINTS]  # [T, 2, 3]
     speed = np.linalg.norm(feet[1:, :, [0, 2]] - feet[:-1, :, [0, 2]], axis=-1) * fps  # [T-1, 2] m/s
     kernel = np.ones(SKATING_WINDOW) / SKATING_WINDOW
-    mean_speed = np.stack([np.convolve(speed[:, f], kernel, mode="same") for f in range(2)], axis=-1)
+    # centred moving average; np.convolve(mode="same") would return the kernel's length for short motions
+    offset = (SKATING_WINDOW - 1) // 2
+    mean_speed = np.stack([np.convolve(speed[:, f], kernel)[offset: offset + len(speed)] for f in range(2)], axis=-1)
     height = feet[..., 1]
     contact = (height[:-1] < SKATING_HEIGHT) & (height[1:] < SKATING_HEIGHT)
     skating = contact & (speed > SKATING_SPEED) & (mean_speed > SKATING_SPEED)

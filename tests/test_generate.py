@@ -121,6 +121,15 @@ def test_foot_lock_changes_joints_not_features(tiny, tmp_path, capsys, monkeypat
     assert "foot lock: foot skating ratio" in out and "foot lock" not in raw_out
 
 
+@pytest.mark.parametrize("seconds", ["0.05", "0.15"])
+def test_motions_of_one_and_three_frames(tiny, tmp_path, capsys, seconds):
+    out_dir = tmp_path / seconds
+    run_ok(cli(tiny, "--text_prompt", "a person jumps", "--motion_length", seconds, "--num_repetitions", "1",
+               "--no-render", "--output_dir", str(out_dir)), capsys)
+    frames = round(float(seconds) * 20)
+    assert np.load(out_dir / "results.npy", allow_pickle=True).item()["motion"].shape == (1, 22, 3, frames)
+
+
 def test_long_motion_is_a_chain_of_windows(tiny, tmp_path, capsys):
     out_dir = tmp_path / "long"
     run_ok(cli(tiny, "--text_prompt", "someone runs", "--motion_length", "7.5", "--num_repetitions", "1",

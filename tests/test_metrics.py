@@ -114,6 +114,14 @@ def test_sliding_planted_foot_skates_except_where_the_window_average_is_too_low(
     assert foot_skating_ratio(feet_motion(30, 2.0, 0.02)) == pytest.approx(1.0)
 
 
+def test_skating_of_motions_shorter_than_the_averaging_window():
+    # 3 frame pairs at 1 m/s: the 5-frame averages (zeros outside) are 0.6, 0.6, 0.6 m/s -> all skate;
+    # at 0.8 m/s they are 0.48, 0.48, 0.48 -> none does.
+    assert foot_skating_ratio(feet_motion(4, 1.0, 0.02)) == pytest.approx(1.0)
+    assert foot_skating_ratio(feet_motion(4, 0.8, 0.02)) == 0.0
+    assert foot_skating_ratio(feet_motion(2, 3.0, 0.02)) == pytest.approx(1.0)  # 3 / 5 = 0.6 m/s
+
+
 def test_slow_or_airborne_feet_do_not_skate():
     assert foot_skating_ratio(feet_motion(30, 0.4, 0.02)) == 0.0  # too slow
     assert foot_skating_ratio(feet_motion(30, 2.0, 0.2)) == 0.0  # in the air
