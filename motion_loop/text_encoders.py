@@ -162,16 +162,13 @@ class CaptionBank:
     def nearest(self, prompts: list[str]) -> list[tuple[str, float]]:
         """``(training caption, cosine similarity)`` closest to each prompt."""
         if not prompts:
-            return []
+            return []  # max over an empty similarity matrix would raise
         similarity = self.encoder.encode(prompts) @ self.embeddings.T
         best = similarity.max(dim=1)
         return [(self.captions[i], float(v)) for v, i in zip(best.values.tolist(), best.indices.tolist())]
 
     def encode(self, prompts: list[str]) -> Tensor:
-        if isinstance(prompts, str):
-            raise TypeError("encode takes a list of prompts, not one string")
-        if not prompts:
-            return torch.zeros(0, self.dim, device=self.device)
+        # the inner encoder refuses a bare string and gives [0, dim] for no prompts
         return self.encoder.encode([caption for caption, _ in self.nearest(prompts)])
 
 
