@@ -16,6 +16,7 @@ sampler in :mod:`motion_loop.sampling` works with it unchanged.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Literal
@@ -44,6 +45,11 @@ class Layout:
     cyclic: bool = False
 
     def __post_init__(self):
+        for name in ("window", "overlap", "n_windows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an integer number of frames, got {value!r} ({type(value).__name__})")
+            object.__setattr__(self, name, int(value))  # numpy integers become plain ints
         w, o, n = self.window, self.overlap, self.n_windows
         if w < 2 or n < 1:
             raise ValueError(f"window must be >= 2 and n_windows >= 1, got window={w}, n_windows={n}")
@@ -205,6 +211,9 @@ class CollageDenoiser:
     def _call(self, x_rows: Tensor, sigma_rows: Tensor, pieces: Pieces, cond: dict) -> Tensor:
         self.calls += 1
         out = self.inner(x_rows, sigma_rows, pieces=pieces, **cond)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"the inner denoiser must return a tensor x0 of shape {tuple(x_rows.shape)}, "
+                            f"got {type(out).__name__}: it is called as inner(x, sigma, pieces=..., **cond) -> x0")
         if out.shape != x_rows.shape:
             raise ValueError(f"inner denoiser returned shape {tuple(out.shape)} for input {tuple(x_rows.shape)}")
         return out

@@ -47,6 +47,8 @@ CONTACT_SQUARED_DISPLACEMENT = 0.002
 FACING_SMOOTHING_SIGMA = 20.0
 
 STATS_HINT = "run `python prepare/download_humanml_stats.py` to fetch the HumanML3D Mean.npy and Std.npy"
+STD_RANGE = (1e-8, 1e3)  # HumanML3D's Std lies within 0.01 .. 0.7; outside this range a file is broken
+MEAN_LIMIT = 1e3
 
 
 def feature_dim(joints_num: int = NUM_JOINTS) -> int:
@@ -322,6 +324,9 @@ class Normalizer:
         mis-shaped or has a non-positive or non-finite std.
         """
         folder = Path(path)
+        if folder.is_file():
+            raise UserError(f"HumanML3D statistics folder {folder} is a file: pass the folder that holds "
+                            f"Mean.npy and Std.npy (e.g. {folder.parent})")
         if not folder.is_dir():
             raise UserError(f"HumanML3D statistics folder {folder} does not exist; {STATS_HINT}")
         arrays = {}
@@ -341,6 +346,15 @@ class Normalizer:
             arrays[name] = array.astype(np.float32)
         if np.any(arrays["Std.npy"] <= 0):
             raise UserError(f"{folder / 'Std.npy'} has zero or negative entries; {STATS_HINT}")
+        std = arrays["Std.npy"]
+        if std.min() < STD_RANGE[0] or std.max() > STD_RANGE[1]:
+            raise UserError(f"{folder / 'Std.npy'} is absurd (entries from {std.min():.3g} to {std.max():.3g}; "
+                            f"HumanML3D's lie within {STD_RANGE[0]:g} .. {STD_RANGE[1]:g}): it would scale the "
+                            f"motion to nothing or to infinity; {STATS_HINT}")
+        mean = arrays["Mean.npy"]
+        if np.abs(mean).max() > MEAN_LIMIT:
+            raise UserError(f"{folder / 'Mean.npy'} is absurd (an entry of {np.abs(mean).max():.3g}; HumanML3D's "
+                            f"are below {MEAN_LIMIT:g}); {STATS_HINT}")
         return cls(mean=arrays["Mean.npy"], std=arrays["Std.npy"])
 
     def _stats(self, x):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ class MDMConfig:
         """The config of an ``args.json`` dict; keys that are not fields go to ``extra``."""
         names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: v for k, v in args.items() if k in names}
+        for key, value in known.items():
+            _check_arg(key, value, {f.name: f.type for f in fields(cls)}[key])
         extra = {k: v for k, v in args.items() if k not in names}
         return cls(**known, extra=extra)
 
@@ -111,6 +114,33 @@ class MDMConfig:
         args = asdict(self)
         extra = args.pop("extra")
         return {**extra, **args}
+
+
+_POSITIVE = {"latent_dim", "layers", "ff_size", "num_heads", "text_dim", "pos_embed_max_len",
+             "diffusion_steps", "max_motion_length"}
+
+
+def _check_arg(key: str, value: Any, kind: str) -> None:
+    """One args.json value against its field's type: a wrong type is a UserError naming the key
+    (never a silent fallback to a default)."""
+    kind = kind.replace(" | None", "")
+    if value is None and key == "max_motion_length":
+        return
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(kind, True)
+    if ok and key in _POSITIVE and value < 1:
+        ok, kind = False, "positive int"
+    if ok and key in ("dropout", "cond_mask_prob") and not 0 <= value <= 1:
+        ok, kind = False, "float between 0 and 1"
+    if not ok:
+        kind = {"int": "an integer", "float": "a finite number", "bool": "true or false",
+                "str": "a string", "positive int": "a positive integer"}.get(kind, f"a {kind}")
+        raise UserError(f"{ARGS_FILE} key {key!r} must be {kind}, got {json.dumps(value)[:60]}: "
+                        "restore the args.json of the checkpoint's release")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,14 +308,27 @@ def read_args(checkpoint: str | Path) -> dict[str, Any]:
     return args
 
 
+def _first_sentences(text: str, limit: int = 240) -> str:
+    """The whole sentences of ``text`` that fit in ``limit`` characters, on one line (at least the
+    first sentence, never cut in the middle of one)."""
+    words = " ".join(text.split())
+    sentences = re.split(r"(?<=[.!?])\s+", words)
+    out = sentences[0]
+    for sentence in sentences[1:]:
+        if len(out) + 1 + len(sentence) > limit:
+            break
+        out += " " + sentence
+    return out.rstrip(".")
+
+
 def _read_checkpoint(path: Path) -> Any:
     try:
         # weights_only: a checkpoint is tensors in dicts, so never unpickle arbitrary objects.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch's unpickler raises many kinds on bad bytes; all mean "not readable"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = _first_sentences(str(err)) or type(err).__name__
         raise UserError(
-            f"cannot read checkpoint {path} ({reason[:160]}): the file is truncated or not a torch "
+            f"cannot read checkpoint {path} ({reason}): the file is truncated or not a torch "
             f"checkpoint; download the MDM checkpoint again"
         ) from None
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .skeleton import FPS, LEFT_FOOT, RIGHT_FOOT
+from .skeleton import FPS, LEFT_FOOT, NUM_JOINTS, RIGHT_FOOT
 
 # FlowMDM (utils/metrics.py): mean per-frame jerk of HumanML3D's ground truth, m/frame^3, and the
 # window around each transition (frames) used for HumanML3D (30 for BABEL).
@@ -41,6 +41,18 @@ def _as_joints(joints, min_frames: int) -> np.ndarray:
     array = np.asarray(joints, dtype=np.float64)
     if array.ndim < 3 or array.shape[-1] != 3 or array.shape[-3] < min_frames:
         raise ValueError(f"expected joint positions [..., T >= {min_frames}, J, 3], got {array.shape}")
+    return array
+
+
+def _humanml_motion(joints, min_frames: int, fps: float, what: str) -> np.ndarray:
+    """One HumanML3D motion `[T >= min_frames, 22, 3]`, finite, at a positive finite fps."""
+    if not (isinstance(fps, (int, float, np.number)) and np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
+    array = _as_joints(joints, min_frames)
+    if array.ndim != 3 or array.shape[1] != NUM_JOINTS:
+        raise ValueError(f"expected {what} [T, {NUM_JOINTS}, 3] (HumanML3D joints), got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"the {what} holds NaN or infinite joint positions")
     return array
 
 
@@ -102,9 +114,7 @@ def foot_skating_ratio(joints, fps: float = FPS) -> float:
     average over 5 pairs centred there (zeros outside the motion, as scipy's uniform_filter1d with
     mode='constant'). Heights are taken as they are: the floor must be at y = 0, as in HumanML3D.
     """
-    joints = _as_joints(joints, 2)
-    if joints.ndim != 3:
-        raise ValueError(f"expected one motion [T, J, 3], got {joints.shape}")
+    joints = _humanml_motion(joints, 2, fps, "motion")
     feet = joints[:, SKATING_JOINTS]  # [T, 2, 3]
     speed = np.linalg.norm(feet[1:, :, [0, 2]] - feet[:-1, :, [0, 2]], axis=-1) * fps  # [T-1, 2] m/s
     kernel = np.ones(SKATING_WINDOW) / SKATING_WINDOW
@@ -205,9 +215,7 @@ def loop_seam_report(joints, fps: float = FPS) -> SeamReport:
     (a smooth loop's seam can land anywhere in its cycle, so 0.5 .. 2 is normal); a clip wrapped around
     with a pose jump scores far above (10 .. 1000).
     """
-    joints = _as_joints(joints, 10)
-    if joints.ndim != 3:
-        raise ValueError(f"expected one loop [T, J, 3], got {joints.shape}")
+    joints = _humanml_motion(joints, 10, fps, "loop")
     frames = joints.shape[0]
     half = frames // 2
     sequence = np.concatenate([joints[half:], _next_repetition(joints)[:half]])

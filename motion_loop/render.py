@@ -34,6 +34,7 @@ from motion_loop.skeleton import (
 log = logging.getLogger(__name__)
 
 FFMPEG_ENV = "MOTION_LOOP_FFMPEG"
+VIDEO_SUFFIXES = (".mp4", ".gif")
 # MDM scales HumanML3D by 1.3 and uses radius 3 for its axis limits; the same view in metres.
 VIEW_RADIUS = 3.0 / 1.3
 LINE_WIDTH = 4.0
@@ -379,7 +380,7 @@ def render_motions(motions: Sequence[np.ndarray], path: str | os.PathLike,
                    overwrite: bool = False, progress: bool = False) -> Path:
     """Render motions side by side to ``path`` and return the path actually written.
 
-    ``.gif`` writes a GIF; anything else (normally ``.mp4``) writes H.264 MP4 with ffmpeg (see
+    ``.gif`` writes a GIF; ``.mp4`` (any other name is refused) writes H.264 MP4 with ffmpeg (see
     :func:`find_ffmpeg`), or, when no ffmpeg exists, a GIF next to it (``path`` with suffix .gif)
     with a one-time warning. The file appears atomically (temp name, then os.replace); an existing
     file is kept unless ``overwrite``. Raises FFmpegError (with ffmpeg's stderr) on failure.
@@ -388,8 +389,10 @@ def render_motions(motions: Sequence[np.ndarray], path: str | os.PathLike,
     from tqdm.auto import tqdm
 
     path = Path(path)
-    if fps <= 0:
+    if not (np.isfinite(fps) and fps > 0):
         raise UserError(f"fps must be positive, got {fps}; HumanML3D uses {FPS:g}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"cannot render to {path.name}: name the video .mp4 (H.264) or .gif")
     exe = None
     if path.suffix.lower() != ".gif":
         exe = find_ffmpeg(ffmpeg)

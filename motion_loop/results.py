@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -132,9 +133,62 @@ def mdm_results(motions: Sequence[np.ndarray], texts: Sequence[str], num_samples
     }
 
 
-def load_results(path: str | os.PathLike) -> dict:
-    """Read a results.npy written here or by MDM (a pickled dict, hence allow_pickle)."""
-    return np.load(path, allow_pickle=True).item()
+# What a results.npy pickle may name: numpy's array and scalar rebuilders, and nothing else.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _ResultsUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a results file never holds")
+        return super().find_class(module, name)
+
+
+def load_results(path: str | os.PathLike, *, trusted: bool = False) -> dict:
+    """Read a results.npy written here or by MDM.
+
+    MDM's format is a *pickled* dict, and unpickling an untrusted file can run arbitrary code. So
+    the file is first read with ``allow_pickle=False``; a pickled one is then read by an unpickler
+    that only rebuilds numpy arrays, scalars, lists, dicts, strings and numbers (all MDM's results
+    hold) and refuses anything else with a :class:`UserError`. Pass ``trusted=True`` only for files
+    you made or trust, to unpickle without that restriction.
+    """
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" not in str(err):
+            raise UserError(f"{path} is not a results.npy file ({err})") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror or err})") from None
+    else:
+        raise UserError(f"{path} holds a plain {array.dtype} array {array.shape}, not MDM's results dict "
+                        "{'motion', 'text', 'lengths', ...}")
+    if trusted:
+        return np.load(path, allow_pickle=True).item()
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unknown .npy format version {version}")
+            shape, _, dtype = read_header(f, max_header_size=1 << 20)
+            if dtype != np.dtype(object) or shape != ():
+                raise pickle.UnpicklingError(f"it holds an object array of shape {shape}, not one dict")
+            value = _ResultsUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError) as err:
+        raise UserError(f"{path} is not a plain results file ({err}): load_results refuses it; pass "
+                        "trusted=True only if you made or trust this file (unpickling can run code)") from None
+    if isinstance(value, np.ndarray) and value.shape == ():  # np.save pickles the 0-d object array
+        value = value.item()
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds a {type(value).__name__}, not MDM's results dict")
+    return value
 
 
 def results_motion(results: Mapping, index: int) -> np.ndarray:
