@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from motion_loop.collage import CollageDenoiser, Layout
-from motion_loop.errors import UserError, run_cli
+from motion_loop import safety
+from motion_loop.errors import UserError, printable, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_MODEL = Path("save/humanml_trans_enc_512/model000200000.pt")
@@ -98,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--in_place", action=argparse.BooleanOptionalAction, default=False,
                    help="play loops in place (root held at the origin, heading kept) instead of advancing")
     g.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
-                   help="write into an existing --output_dir, replacing files of the same names")
+                   help="write into an existing --output_dir, replacing exactly the files an earlier run wrote "
+                        "there (listed in its .motion_loop_manifest.json; stale ones are removed); other files are "
+                        "never replaced")
     g.add_argument("--clip_weights", type=Path, default=None,
                    help="CLIP ViT-B-32.pt for CLIP models (default ~/.cache/clip/ViT-B-32.pt)")
     g.add_argument("--stats_dir", type=Path, default=None,
@@ -117,10 +120,12 @@ def read_prompts(args) -> list[str]:
         raise UserError("give exactly one of --text_prompt \"...\" or --input_text FILE")
     if args.text_prompt is not None:
         prompts = [args.text_prompt.strip()]
+        safety.check_prompts(prompts)
         if not prompts[0]:
             raise UserError("the text prompt is empty: describe the motion, e.g. --text_prompt \"a person walks forward\"")
     else:
         path = args.input_text
+        safety.check_prompt_file(path)
         if not path.is_file():
             raise UserError(f"--input_text file {path} does not exist: pass a text file with one prompt per line")
         try:
@@ -129,6 +134,7 @@ def read_prompts(args) -> list[str]:
             raise UserError(f"--input_text file {path} is not UTF-8 text: pass a text file with one prompt per line") from None
         if not prompts:
             raise UserError(f"--input_text file {path} has no prompts: write one prompt per line")
+        safety.check_prompts(prompts)
     if args.num_samples is not None:
         if args.num_samples < 1:
             raise UserError(f"--num_samples must be at least 1, got {args.num_samples}")
@@ -156,6 +162,7 @@ def check_numbers(args) -> None:
         raise UserError(f"--guidance_param must be >= 0, got {args.guidance_param}")
     if not math.isfinite(args.s_churn) or args.s_churn < 0:
         raise UserError(f"--s_churn must be >= 0, got {args.s_churn}")
+    safety.check_bounds(args)
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -356,7 +363,13 @@ def run(args) -> dict:
     device = resolve_device(args.device)
     model_path, why = resolve_model_path(args.model_path)
     output_dir = resolve_output_dir(args, model_path)
+    files = safety.run_files(args, len(prompts))
+    motions, frames = len(prompts) * args.num_repetitions, math.ceil(args.motion_length * 20)
+    safety.check_output_dir(output_dir, files, overwrite=args.overwrite, estimated_bytes=safety.estimate_bytes(
+        motions, frames, videos=args.render, bvh=args.bvh,
+        video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
     loaded = load_model(model_path, device)
+    safety.check_weights(loaded.model, model_path)
     config = loaded.config
     if config.dataset != "humanml":
         raise UserError(f"{model_path} is a {config.dataset} model: python -m sample decodes HumanML3D (263-feature) models")
@@ -377,7 +390,7 @@ def run(args) -> dict:
         nearest = text_encoder.nearest(prompts)
         read_as = [caption for caption, _ in nearest]
         for prompt, (caption, cosine) in zip(prompts, nearest):
-            print(f'caption bank: "{prompt}" is read as the training caption "{caption}" (cosine {cosine:.2f})')
+            print(f'caption bank: "{printable(prompt)}" is read as the training caption "{caption}" (cosine {cosine:.2f})')
 
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
     generator = torch.Generator(device).manual_seed(args.seed)
@@ -396,6 +409,7 @@ def run(args) -> dict:
             features.append(raw)
             joints.append(positions)
     features, joints = np.concatenate(features), np.concatenate(joints)
+    safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=normalizer)
     sampling_s = time.perf_counter() - started
     skating = None
     if args.foot_lock:
@@ -408,6 +422,8 @@ def run(args) -> dict:
                        "locked": float(np.mean([foot_skating_ratio(j, fps) for j in locked]))}
             print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} "
                   f"(mean of {len(joints)})")
+        safety.check_sample(features, locked, guidance=args.guidance_param, normalizer=normalizer,
+                            stage="foot locking")
         joints = locked
 
     seams = None
@@ -442,7 +458,9 @@ def run(args) -> dict:
         "sampling_seconds": round(sampling_s, 3),
         "torch": torch.__version__,
     }
-    return _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s)
+    return safety.write_or_rescue(
+        lambda: _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s),
+        output_dir, files, features, joints, metadata)
 
 
 def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s) -> dict:

@@ -80,22 +80,26 @@ def probe(url: str, timeout: float = TIMEOUT_S) -> None:
     Any HTTP answer counts (a 404 or 405 still proves the network works); used before gdown,
     whose own connection handling may retry or wait much longer.
     """
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "motion_loop-prepare"})
     try:
+        request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "motion_loop-prepare"})
         urllib.request.urlopen(request, timeout=timeout).close()
     except urllib.error.HTTPError:
         pass
+    except ValueError as error:  # not a URL urllib can fetch ("unknown url type")
+        raise DownloadError(f"cannot download {url!r} ({error}): give an http(s) URL") from None
     except (OSError, http.client.HTTPException) as error:  # URLError, refused, DNS failure, timeout
         raise Unreachable(url, _reason(error)) from None
 
 
 def fetch_url(url: str, out: Path, timeout: float = TIMEOUT_S, desc: str | None = None) -> None:
     """Stream `url` into the file `out` (overwritten); Unreachable or DownloadError on failure."""
-    request = urllib.request.Request(url, headers={"User-Agent": "motion_loop-prepare"})
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "motion_loop-prepare"})
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as error:
         raise DownloadError(f"{url} answered HTTP {error.code} {error.reason}") from None
+    except ValueError as error:  # not a URL urllib can fetch ("unknown url type")
+        raise DownloadError(f"cannot download {url!r} ({error}): give an http(s) URL") from None
     except (OSError, http.client.HTTPException) as error:
         raise Unreachable(url, _reason(error)) from None
     from tqdm import tqdm
@@ -369,12 +373,26 @@ def install_drive_zip(dest: Path, file_id: str, check: Check, what: str, *, url:
 # Script plumbing
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type of --timeout: a positive, finite number of seconds."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def add_common_arguments(parser, timeout: float = TIMEOUT_S) -> None:
     """--force and --timeout, shared by every script."""
     parser.add_argument("--force", action="store_true",
                         help="download again even when a valid copy is present (your differing files are kept "
                              "as <name>.old)")
-    parser.add_argument("--timeout", type=float, default=timeout,
+    parser.add_argument("--timeout", type=positive_seconds, default=timeout,
                         help=f"seconds to wait for a server to answer before giving up (default {timeout:g})")
 
 
@@ -388,6 +406,13 @@ def run_main(steps: Sequence[Callable[[], "str | Sequence[str]"]]) -> int:
             status = step()
         except DownloadError as error:
             print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        except KeyboardInterrupt:
+            print("interrupted: finished files are in place; temporary downloads were removed", file=sys.stderr)
+            return 130
+        except Exception as error:  # whatever a server's answer provokes: one line, never a traceback
+            print(f"error: {type(error).__name__}: {one_line(error)} (a bug or an unexpected answer from the "
+                  "server; please report it)", file=sys.stderr)
             return EXIT_FAILURE
         for line in [status] if isinstance(status, str) else status:
             print(line, flush=True)
