@@ -203,3 +203,17 @@ def test_runs_on_cuda():
     den = CollageDenoiser(lambda x, sigma, pieces: 0.5 * x, layout)
     x = torch.randn(2, 1, layout.length, device="cuda")
     torch.testing.assert_close(den(x, torch.ones(2, device="cuda")), 0.5 * x)
+
+
+def test_layout_rejects_non_integers_and_inner_must_return_a_tensor():
+    import numpy as np
+
+    for bad in ({"window": 40.5, "overlap": 10, "n_windows": 3}, {"window": 40, "overlap": "10", "n_windows": 3},
+                {"window": 40, "overlap": 10, "n_windows": True}):
+        with pytest.raises(ValueError, match="must be an integer"):
+            Layout(**bad)
+    assert Layout(np.int64(40), np.int32(10), 3).window == 40  # numpy integers are integers
+    layout = Layout(8, 2, 3, cyclic=True)
+    collage = CollageDenoiser(lambda x, sigma, **kw: x.numpy(), layout)
+    with pytest.raises(TypeError, match="inner denoiser must return a tensor .* got ndarray"):
+        collage(torch.zeros(1, 2, layout.length), torch.tensor(1.0))

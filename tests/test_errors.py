@@ -23,3 +23,22 @@ def test_run_cli_turns_user_errors_and_interrupts_into_exit_codes(capsys):
 
     with pytest.raises(RuntimeError):  # bugs keep their traceback
         run_cli(crash, interrupted="x")
+
+
+def test_sigterm_is_handled_like_ctrl_c(capsys):
+    import os
+    import signal
+
+    cleaned, before = [], signal.getsignal(signal.SIGTERM)
+
+    def job():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+        finally:
+            cleaned.append(True)
+
+    assert run_cli(job, interrupted="temporary files removed") == 143
+    assert cleaned == [True]
+    assert capsys.readouterr().err == "interrupted (terminated): temporary files removed\n"
+    assert signal.getsignal(signal.SIGTERM) == before  # restored

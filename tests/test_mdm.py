@@ -276,3 +276,12 @@ def test_unexpected_top_level_entry_is_an_error(tmp_path):
     _rewrite(path, lambda s: s.__setitem__("optimizer", {"lr": torch.tensor(1.0)}))
     with pytest.raises(UserError, match="unexpected top-level entry 'optimizer'"):
         load_model(path)
+
+
+@pytest.mark.parametrize("key, value", [("latent_dim", "128"), ("layers", 2.5), ("max_motion_length", "abc"),
+                                        ("max_motion_length", 0), ("mask_frames", 1), ("dropout", 7),
+                                        ("noise_schedule", 3)])
+def test_args_json_values_of_the_wrong_type_are_one_line_errors_naming_the_key(key, value):
+    with pytest.raises(UserError, match=f"args.json key '{key}' must be"):
+        MDMConfig.from_args({key: value})
+    assert MDMConfig.from_args({"max_motion_length": None, "dropout": 0}).max_frames == 196

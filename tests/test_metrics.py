@@ -192,3 +192,18 @@ def test_reference_motion_numbers_are_finite_and_plausible():
     assert 0.0 < distance < 10.0  # cm between consecutive real frames
     # The serve does not end where it starts: wrapped around, its seam is a visible jump.
     assert report.velocity_ratio > 3 and report.jerk_ratio > 10
+
+
+@pytest.mark.parametrize("metric, frames", [(foot_skating_ratio, 20), (loop_seam_report, 20)])
+def test_metrics_reject_nan_bad_fps_and_wrong_joint_count(metric, frames):
+    joints = np.random.default_rng(0).normal(size=(frames, NUM_JOINTS, 3))
+    metric(joints, 20.0)  # fine
+    bad = joints.copy()
+    bad[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        metric(bad, 20.0)
+    for fps in (0, -20, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="fps must be a positive"):
+            metric(joints, fps)
+    with pytest.raises(ValueError, match="22, 3"):
+        metric(joints[:, :21], 20.0)

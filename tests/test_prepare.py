@@ -405,3 +405,25 @@ def test_environment_yml_pins_match_requirements():
     pins = environment_pip_pins(env)
     assert pins == requirement_pins((ROOT / "requirements.txt").read_text())
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[^=\s]+", pin) for pin in pins), pins
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "0", "inf", "soon"])
+def test_timeout_must_be_a_positive_number_of_seconds(served, timeout):
+    _, server = served
+    done = subprocess.run([sys.executable, "prepare/download_humanml_stats.py", "--url", server.url,
+                           "--timeout", timeout], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "argument --timeout" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unexpected_failures_are_one_line(tmp_path, capsys):
+    from prepare._download import run_main
+
+    def bug():
+        raise RuntimeError("the server sent\nsomething odd")
+
+    assert run_main([bug]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: RuntimeError: the server sent something odd")
+    done = subprocess.run([sys.executable, "prepare/download_mdm.py", "--dest", str(tmp_path), "--url", "notaurl"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown url type" in done.stderr and "Traceback" not in done.stderr

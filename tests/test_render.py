@@ -277,3 +277,10 @@ def test_real_motion_renders(tmp_path):
     clip = joints[::10]                                                # 17 frames, whole serve
     _, video = read_mp4(render_motion(clip, tmp_path / "serve.mp4", "a tennis serve", **SMALL))
     assert video.shape == (len(clip), 128, 128, 3)
+
+
+@pytest.mark.parametrize("name", ["walk.avi", "walk", "walk.png", "walk.mp4.txt"])
+def test_render_refuses_names_that_are_not_mp4_or_gif(tmp_path, name):
+    with pytest.raises(UserError, match=r"name the video \.mp4"):
+        render_motion(synthetic_walk(4), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

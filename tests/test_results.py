@@ -172,3 +172,26 @@ def test_atomic_output_temp_name_is_hidden_beside_the_target(tmp_path):
 def test_missing_directory_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         write_atomic(tmp_path / "nope" / "results.txt", lambda tmp: tmp.write_text("x"))
+
+
+def test_load_results_reads_plain_results_without_unpickling_code(tmp_path):
+    import os
+
+    results = mdm_results([synthetic_walk(6)], ["walk"], 1, 1)
+    np.save(tmp_path / "results.npy", results, allow_pickle=True)
+    loaded = load_results(tmp_path / "results.npy")
+    np.testing.assert_array_equal(loaded["motion"], results["motion"])
+    assert loaded["text"] == ["walk"] and loaded["num_samples"] == 1
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    np.save(tmp_path / "evil.npy", np.array({"motion": Payload()}, dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match="names posix.system.*trusted=True"):
+        load_results(tmp_path / "evil.npy")
+    assert not (tmp_path / "pwned").exists()
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(UserError, match="not MDM's results dict"):
+        load_results(tmp_path / "plain.npy")
+    assert "trusted" in load_results.__doc__ and "arbitrary code" in load_results.__doc__

@@ -221,15 +221,15 @@ def test_video_memory_does_not_grow_with_its_length(tmp_path):
     from motion_loop.render import render_motion, synthetic_walk
 
     peaks = {}
-    for frames in (40, 160):
+    for frames in (20, 80):
         walk = synthetic_walk(frames)
         tracemalloc.start()
-        render_motion(walk, tmp_path / f"walk{frames}.mp4", dpi=50)
+        render_motion(walk, tmp_path / f"walk{frames}.mp4", dpi=40)
         peaks[frames] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    frame_bytes = 150 * 150 * 3
-    # holding the 120 extra frames would take 8 MB; streaming them to ffmpeg takes none
-    assert peaks[160] - peaks[40] < 10 * frame_bytes, peaks
+    frame_bytes = 120 * 120 * 3
+    # holding the 60 extra frames would take 2.6 MB; streaming them to ffmpeg takes none
+    assert peaks[80] - peaks[20] < 10 * frame_bytes, peaks
 
 
 # ----------------------------------------------------------------------------------------------
