@@ -25,6 +25,10 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+# SIGTERM (kill, a job scheduler) and SIGHUP (the terminal closed) stop a run like Ctrl-C does.
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 def _raise_terminated(signum, frame):
     raise Terminated(signum)
 
@@ -75,10 +79,11 @@ class _QuietPipe:
 def run_cli(job: Callable[[], object], *, interrupted: str) -> int:
     """Run a command line's ``job``: a :class:`UserError` becomes ``error: <message>`` on stderr and
     exit code 2 (never a traceback); Ctrl-C prints ``interrupted: <interrupted>`` and exit code 130,
-    SIGTERM the same with exit code 143 (128 + 15). A closed stdout (``| head -1``) is ignored."""
-    previous = None
+    SIGTERM the same with exit code 143 (128 + 15), SIGHUP with 129. A closed stdout (``| head -1``) is ignored."""
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        for signum in TERMINATING_SIGNALS:
+            previous[signum] = signal.signal(signum, _raise_terminated)
     stdout = sys.stdout
     if not isinstance(stdout, _QuietPipe):
         sys.stdout = _QuietPipe(stdout)
@@ -87,15 +92,16 @@ def run_cli(job: Callable[[], object], *, interrupted: str) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Terminated:
-        print(f"interrupted (terminated): {interrupted}", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except Terminated as stop:
+        name = "terminated" if stop.signum == signal.SIGTERM else "hung up"
+        print(f"interrupted ({name}): {interrupted}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
     finally:
         sys.stdout.flush()
         sys.stdout = stdout
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0

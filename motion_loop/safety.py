@@ -193,7 +193,7 @@ def check_output_dir(folder: Path, names: Iterable[str], *, overwrite: bool, est
             os.rmdir(tempfile.mkdtemp(dir=base, prefix=".motion_loop_probe_"))
     except OSError as err:
         raise UserError(f"cannot write to --output_dir {folder} ({err.strerror or err} in {base}): "
-                        "choose a folder you can write to") from None
+                        "choose a folder you can write to with --output_dir") from None
     free = shutil.disk_usage(base).free
     if estimated_bytes > free:
         raise UserError(f"--output_dir {folder} has {free / 1e6:.1f} MB free, and this run writes about "

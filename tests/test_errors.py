@@ -42,3 +42,15 @@ def test_sigterm_is_handled_like_ctrl_c(capsys):
     assert cleaned == [True]
     assert capsys.readouterr().err == "interrupted (terminated): temporary files removed\n"
     assert signal.getsignal(signal.SIGTERM) == before  # restored
+
+
+def test_sighup_is_handled_like_ctrl_c(capsys):
+    import os
+    import signal
+
+    def job():
+        os.kill(os.getpid(), signal.SIGHUP)
+        signal.pause()
+
+    assert run_cli(job, interrupted="x") == 129
+    assert capsys.readouterr().err == "interrupted (hung up): x\n"
