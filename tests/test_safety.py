@@ -185,9 +185,13 @@ def test_sigterm_removes_temporary_files_and_exits_143(tiny, tmp_path):
     assert leftovers(out) == []
 
 
-def test_closed_stdout_pipe_is_quiet_and_the_run_finishes(tiny, tmp_path):
+def test_closed_stdout_pipe_is_quiet_and_the_run_finishes(tmp_path):
+    if not generate.DEMO_MODEL.is_file():  # its caption bank line comes after a flush: the pipe breaks there
+        pytest.skip("the bundled demo model is absent")
     out = tmp_path / "out"
-    cmd = " ".join(f"'{a}'" for a in sample_cmd(tiny, *TINY, "--output_dir", str(out)))
+    argv = [sys.executable, "-m", "sample", "--model_path", str(generate.DEMO_MODEL), "--text_prompt",
+            "a person walks", "--no-progress", *TINY, "--output_dir", str(out)]
+    cmd = " ".join(f"'{a}'" for a in argv)
     done = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} | head -1"], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
