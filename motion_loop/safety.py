@@ -35,6 +35,7 @@ MAX_VIDEO_SECONDS = 600.0  # one video, a loop played --loop_repeats times inclu
 MAX_PROMPT_CHARS = 1000  # CLIP reads 77 tokens, MiniLM 256: a longer prompt is a mistake
 MAX_PROMPT_FILE_BYTES = 1 << 20
 MAX_PROMPTS = 10_000
+MAX_REPETITIONS = 1_000  # samples per prompt; more is a typo (memory grows with every one)
 VIDEO_BYTES_PER_FRAME = 8_000  # a 300 x 300 H.264 stick figure is ~2 KB a frame; generous
 
 
@@ -43,10 +44,13 @@ VIDEO_BYTES_PER_FRAME = 8_000  # a 300 x 300 H.264 stick figure is ~2 KB a frame
 
 
 def check_bounds(args) -> None:
-    """Bounds on --guidance_param, --seed and the length of a loop's video (before any work)."""
+    """Bounds on --guidance_param, --num_repetitions, --seed and the length of a loop's video (before any work)."""
     if not math.isfinite(args.guidance_param) or not 0 <= args.guidance_param <= MAX_GUIDANCE:
         raise UserError(f"--guidance_param must be between 0 and {MAX_GUIDANCE:g} (MDM uses 2.5; 1 disables "
                         f"guidance), got {args.guidance_param:g}")
+    if args.num_repetitions > MAX_REPETITIONS:
+        raise UserError(f"--num_repetitions {args.num_repetitions} is more than {MAX_REPETITIONS} samples per prompt: "
+                        "ask for fewer (or run again with another --seed)")
     low, high = SEED_RANGE
     if not low <= args.seed <= high:
         raise UserError(f"--seed must be between {low} and {high} (2**63 - 1), got {args.seed}")

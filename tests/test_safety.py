@@ -202,6 +202,7 @@ def test_closed_stdout_pipe_is_quiet_and_the_run_finishes(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--seed", str(2**63)], "--seed must be between 0 and"),
     (["--seed", "-1"], "--seed must be between 0 and"),
+    (["--num_repetitions", "100000"], "more than 1000 samples per prompt"),
     (["--loop", "--motion_length", "2", "--loop_repeats", "100000"], "a video is at most 600 s"),
 ])
 def test_seed_and_video_length_are_bounded(tiny, tmp_path, capsys, extra, message):
