@@ -1,13 +1,19 @@
-"""MDM, the Human Motion Diffusion Model (Tevet et al., ICLR 2023), architecture ``trans_enc``.
+"""MDM, the Human Motion Diffusion Model (Tevet et al., ICLR 2023): architectures ``trans_enc``
+and ``trans_dec``, CLIP or DistilBERT text.
 
-A faithful port: the official checkpoints (``humanml_trans_enc_512``, the 50-step ``mask_frames``
-models, KIT) load key-for-key and give the official outputs. The network predicts the clean motion
-x0 (normalized HumanML3D features, ``[B, 263, 1, T]``) from the noisy motion ``x_t`` (VP / DDPM
-coordinates), the integer diffusion step ``t`` and a text embedding (CLIP ViT-B/32, 512-d):
+A faithful port: every official text-to-motion checkpoint (``humanml_trans_enc_512``, the 50-step
+``mask_frames`` models, ``humanml_trans_dec_512``, ``humanml_trans_dec_emb_512``,
+``humanml_trans_dec_512_bert``, ``kit_trans_enc_512``) loads key-for-key and gives the official
+outputs. The network predicts the clean motion x0 (normalized features, ``[B, F, 1, T]``, F = 263
+for HumanML3D, 251 for KIT) from the noisy motion ``x_t`` (VP / DDPM coordinates), the integer
+diffusion step ``t`` and the text: one CLIP ViT-B/32 embedding (512-d), or DistilBERT's token
+states (``[L, B, 768]``) with their padding mask.
 
-    token  = embed_text(text or 0) + time_embed(pe[t])                  one conditioning token
-    seq    = [token, poseEmbedding(x_t)] + pe[:T+1]                     [T+1, B, d], sequence-first
-    x0_hat = poseFinal(TransformerEncoder(seq)[1:])                     post-norm, GELU, 8 layers
+    cond   = embed_text(text or 0) + time_embed(pe[t])                  [1 or L, B, d]
+    trans_enc:  x0 = poseFinal(TransformerEncoder([cond, frames] + pe)[1:])
+    trans_dec:  x0 = poseFinal(TransformerDecoder(tgt=frames + pe, memory=cond))
+                emb_trans_dec: tgt = [token, frames] + pe, output[1:]; the token is time_embed
+                alone (2025 code) or the whole cond (2022 code, ``emb_trans_dec_legacy``)
 
 The file reads top to bottom: config, building blocks, the model, then checkpoint loading/saving.
 """
@@ -28,6 +34,9 @@ from motion_loop.errors import UserError
 
 # Features per frame of each dataset's motion representation (HumanML3D: 22 joints, KIT: 21).
 N_FEATS = {"humanml": 263, "kit": 251}
+ACTION_DATASETS = ("humanact12", "uestc")  # MDM's action-to-motion checkpoints
+ARCHS = ("trans_enc", "trans_dec")  # MDM's third, "gru", has no text-to-motion release
+TEXT_DIMS = {"clip": 512, "bert": 768}  # CLIP ViT-B/32 embedding, DistilBERT hidden size
 MAX_FRAMES = {"humanml": 196, "kit": 196}  # longest training motion (MDM's max_motion_length)
 ARGS_FILE = "args.json"
 
@@ -54,8 +63,12 @@ class MDMConfig:
     num_heads: int = 4
     dropout: float = 0.1
     activation: str = "gelu"
-    text_dim: int = 512  # width of the text embedding (CLIP ViT-B/32)
+    text_dim: int | None = None  # width of the text embedding: CLIP ViT-B/32 512, DistilBERT 768
     text_encoder_type: str = "clip"
+    emb_trans_dec: bool = False  # trans_dec only: prepend a token to the decoder's input
+    # Which token emb_trans_dec prepends: True = time + text (2022 code), else time alone (2025 code);
+    # from_args decides it (emb_trans_dec_legacy_from_args).
+    emb_trans_dec_legacy: bool | None = None
     cond_mask_prob: float = 0.1
     mask_frames: bool = False
     use_ema: bool = False
@@ -67,16 +80,27 @@ class MDMConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.arch != "trans_enc":
+        if self.dataset in ACTION_DATASETS or self.extra.get("unconstrained"):
+            kind = "unconstrained" if self.extra.get("unconstrained") else "action-to-motion"
             raise UserError(
-                f"MDM arch {self.arch!r} is not supported: only 'trans_enc' checkpoints "
-                "(e.g. humanml_trans_enc_512) can be used"
+                f"this is an {kind} MDM checkpoint (dataset {self.dataset!r}): only text-to-motion "
+                f"checkpoints ({' or '.join(N_FEATS)}) can be used"
+            )
+        if self.arch not in ARCHS:
+            raise UserError(
+                f"MDM arch {self.arch!r} is not supported: use a text-to-motion checkpoint with arch "
+                f"{' or '.join(ARCHS)} (every official text-to-motion release is one)"
             )
         if self.dataset not in N_FEATS:
             raise UserError(
                 f"MDM dataset {self.dataset!r} is not supported: use a checkpoint trained on "
                 f"{' or '.join(N_FEATS)}"
             )
+        if self.text_dim is None:  # official args never give it: it follows the encoder (CLIP's 512 otherwise)
+            self.text_dim = TEXT_DIMS.get(self.text_encoder_type, TEXT_DIMS["clip"])
+        if self.text_encoder_type == "bert" and self.arch != "trans_dec":
+            raise UserError("a DistilBERT (text_encoder_type 'bert') MDM must have arch 'trans_dec' (as the "
+                            "official humanml_trans_dec_512_bert): the encoder takes one text token")
         if self.latent_dim % self.num_heads or self.latent_dim % 2:
             raise ValueError(
                 f"latent_dim ({self.latent_dim}) must be even and divisible by num_heads ({self.num_heads})"
@@ -87,6 +111,23 @@ class MDMConfig:
                 f"pos_embed_max_len ({self.pos_embed_max_len}) must cover the diffusion steps "
                 f"({self.diffusion_steps}): the step indexes the same sinusoidal table"
             )
+
+    @property
+    def legacy_token(self) -> bool:
+        """trans_dec with emb_trans_dec: True when the prepended token is time + text (2022 code);
+        a config built without args.json follows the current (2025) code."""
+        return self.arch == "trans_dec" and self.emb_trans_dec and bool(self.emb_trans_dec_legacy)
+
+    def describe(self) -> str:
+        """One line: architecture, text encoder, dataset and steps (the loader prints it)."""
+        arch = self.arch
+        if self.arch == "trans_dec" and self.emb_trans_dec:
+            arch += " + emb_trans_dec (" + ("2022: time+text token" if self.legacy_token else "2025: time token") + ")"
+        text = {"clip": "CLIP ViT-B/32", "bert": "DistilBERT (token states)"}.get(self.text_encoder_type,
+                                                                                  self.text_encoder_type)
+        return (f"MDM {arch}, {self.layers} layers x {self.latent_dim}, text encoder {text}, "
+                f"{self.dataset} ({self.n_feats} features), {self.diffusion_steps} diffusion steps"
+                + (", mask_frames" if self.mask_frames else "") + (", EMA weights" if self.use_ema else ""))
 
     @property
     def n_feats(self) -> int:
@@ -106,6 +147,8 @@ class MDMConfig:
         for key, value in known.items():
             _check_arg(key, value, {f.name: f.type for f in fields(cls)}[key])
         extra = {k: v for k, v in args.items() if k not in names}
+        if known.get("arch") == "trans_dec" and known.get("emb_trans_dec"):
+            known["emb_trans_dec_legacy"] = emb_trans_dec_legacy_from_args(args)
         return cls(**known, extra=extra)
 
     def to_args(self) -> dict[str, Any]:
@@ -124,8 +167,8 @@ def _check_arg(key: str, value: Any, kind: str) -> None:
     """One args.json value against its field's type: a wrong type is a UserError naming the key
     (never a silent fallback to a default)."""
     kind = kind.replace(" | None", "")
-    if value is None and key == "max_motion_length":
-        return
+    if value is None and key in ("max_motion_length", "emb_trans_dec_legacy", "text_dim"):
+        return  # "not given": decided from the other args
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
@@ -141,6 +184,21 @@ def _check_arg(key: str, value: Any, kind: str) -> None:
                 "str": "a string", "positive int": "a positive integer"}.get(kind, f"a {kind}")
         raise UserError(f"{ARGS_FILE} key {key!r} must be {kind}, got {json.dumps(value)[:60]}: "
                         "restore the args.json of the checkpoint's release")
+
+
+def emb_trans_dec_legacy_from_args(args: dict[str, Any]) -> bool:
+    """Which token an ``emb_trans_dec`` decoder trained with these args prepends to its input.
+
+    The official code changed this on 2025-02-12 (commit d178946, the DistilBERT release): before,
+    the token was the whole condition ``time_emb + embed_text(text)`` (the 2022
+    ``humanml_trans_dec_emb_512`` release was trained so); after, the time embedding alone. The rule:
+    an explicit ``emb_trans_dec_legacy`` (true/false) in args.json wins; otherwise a checkpoint is
+    legacy when its args.json has no ``text_encoder_type``, an option the 2025 code added (the 2022
+    releases lack it; every checkpoint trained by the new code has it).
+    """
+    if args.get("emb_trans_dec_legacy") is not None:
+        return bool(args["emb_trans_dec_legacy"])
+    return "text_encoder_type" not in args
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,12 +273,14 @@ class OutputProcess(nn.Module):
 
 
 class MDM(nn.Module):
-    """MDM ``trans_enc``: ``forward(x [B, F, 1, T], timesteps [B] int, y) -> x0 [B, F, 1, T]``.
+    """MDM: ``forward(x [B, F, 1, T], timesteps [B] int, y) -> x0 [B, F, 1, T]``.
 
-    ``y`` holds ``text_embed`` (``[1, B, text_dim]`` as MDM carries it, or ``[B, text_dim]``),
-    optionally ``mask`` (``[B, 1, 1, T]`` bool, True on valid frames; used as a key padding mask
+    ``y`` holds ``text_embed``: for CLIP ``[1, B, text_dim]`` as MDM carries it (or ``[B, text_dim]``);
+    for DistilBERT MDM's tuple ``(enc_text [L, B, 768], text_mask [B, L] bool, True on padding
+    tokens)``. Optionally ``mask`` (``[B, 1, 1, T]`` bool, True on valid frames; a key padding mask
     only when ``config.mask_frames``, as the official model) and ``uncond`` (True, or a ``[B]``
-    bool tensor: replace the text embedding by zeros, the classifier-free "null" condition).
+    bool tensor: replace the text by zeros, the classifier-free "null" condition; a DistilBERT
+    text keeps its padding mask).
     """
 
     def __init__(self, config: MDMConfig):
@@ -229,21 +289,21 @@ class MDM(nn.Module):
         d = config.latent_dim
         self.input_process = InputProcess(config.n_feats, d)
         self.sequence_pos_encoder = PositionalEncoding(d, config.dropout, config.pos_embed_max_len)
-        layer = nn.TransformerEncoderLayer(
-            d_model=d,
-            nhead=config.num_heads,
-            dim_feedforward=config.ff_size,
-            dropout=config.dropout,
-            activation=config.activation,
-        )
-        # Sequence-first layers never take PyTorch's nested-tensor fast path; say so to skip its warning.
-        self.seqTransEncoder = nn.TransformerEncoder(layer, num_layers=config.layers, enable_nested_tensor=False)
+        # Post-norm layers, as nn.Transformer{Encoder,Decoder}Layer default (the official model).
+        sizes = dict(d_model=d, nhead=config.num_heads, dim_feedforward=config.ff_size, dropout=config.dropout,
+                     activation=config.activation)
+        if config.arch == "trans_enc":
+            # Sequence-first layers never take PyTorch's nested-tensor fast path; say so to skip its warning.
+            self.seqTransEncoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(**sizes),
+                                                         num_layers=config.layers, enable_nested_tensor=False)
+        else:
+            self.seqTransDecoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**sizes), num_layers=config.layers)
         self.embed_timestep = TimestepEmbedder(d, self.sequence_pos_encoder)
         self.embed_text = nn.Linear(config.text_dim, d)
         self.output_process = OutputProcess(config.n_feats, d)
 
     def mask_cond(self, text: Tensor, uncond: bool | Tensor) -> Tensor:
-        """Zero the text embedding ``[1, B, D]`` where unconditional. In training, with no explicit
+        """Zero the text ``[L, B, D]`` where unconditional. In training, with no explicit
         per-sample ``uncond`` tensor, drop each sample's text with probability ``cond_mask_prob``
         (MDM's classifier-free training; it draws from torch's default generator as MDM does)."""
         if isinstance(uncond, Tensor):
@@ -257,18 +317,38 @@ class MDM(nn.Module):
 
     def forward(self, x: Tensor, timesteps: Tensor, y: dict[str, Any]) -> Tensor:
         batch, _, _, n_frames = x.shape
-        text = y["text_embed"]
-        text = text[None] if text.ndim == 2 else text  # [1, B, D]
-        emb = self.embed_timestep(timesteps) + self.embed_text(self.mask_cond(text, y.get("uncond", False)))
+        text, text_is_pad = y["text_embed"], None
+        if isinstance(text, (tuple, list)):  # DistilBERT: token states [L, B, D] and their padding mask
+            text, text_is_pad = text
+            text_is_pad = text_is_pad.to(device=x.device, dtype=torch.bool)
+            if text_is_pad.shape[0] == 1 and batch > 1:  # one prompt for the whole batch
+                text_is_pad = text_is_pad.expand(batch, -1)
+        else:
+            text = text[None] if text.ndim == 2 else text  # [1, B, D]
+        time_emb = self.embed_timestep(timesteps)  # [1, B, d]
+        cond = time_emb + self.embed_text(self.mask_cond(text, y.get("uncond", False)))  # [1 or L, B, d]
+        frames = self.input_process(x)  # [T, B, d]
 
-        seq = torch.cat([emb, self.input_process(x)], dim=0)  # [T+1, B, d]: condition token first
-        seq = self.sequence_pos_encoder(seq)
-        key_padding_mask = None
+        frame_is_pad = None
         mask = y.get("mask")
         if self.config.mask_frames and mask is not None and mask.shape[-1] > 1:
             frame_is_pad = ~mask.reshape(batch, n_frames).to(torch.bool)
-            key_padding_mask = torch.cat([frame_is_pad.new_zeros(batch, 1), frame_is_pad], dim=1)
-        h = self.seqTransEncoder(seq, src_key_padding_mask=key_padding_mask)[1:]  # drop the token
+        no_pad = torch.zeros(batch, 1, dtype=torch.bool, device=x.device)  # for a prepended token
+
+        if self.config.arch == "trans_enc":
+            seq = self.sequence_pos_encoder(torch.cat([cond, frames], dim=0))  # [T+1, B, d]: condition token first
+            pad = None if frame_is_pad is None else torch.cat([no_pad, frame_is_pad], dim=1)
+            h = self.seqTransEncoder(seq, src_key_padding_mask=pad)[1:]  # drop the token
+        else:
+            if self.config.emb_trans_dec:
+                token = cond if self.config.legacy_token else time_emb
+                tgt = self.sequence_pos_encoder(torch.cat([token, frames], dim=0))
+                pad = None if frame_is_pad is None else torch.cat([no_pad, frame_is_pad], dim=1)
+            else:
+                tgt, pad = self.sequence_pos_encoder(frames), frame_is_pad
+            h = self.seqTransDecoder(tgt=tgt, memory=cond, tgt_key_padding_mask=pad,
+                                     memory_key_padding_mask=text_is_pad)
+            h = h[1:] if self.config.emb_trans_dec else h
         return self.output_process(h)
 
 
@@ -288,7 +368,7 @@ class LoadedModel:
 _IGNORED_PREFIX = "clip_model."  # old releases kept the frozen CLIP inside the checkpoint
 _RECOMPUTED = ("sequence_pos_encoder.pe", "embed_timestep.sequence_pos_encoder.pe")
 _WRAPPER_KEYS = ("model", "model_avg")
-_FF_KEY = "seqTransEncoder.layers.0.linear1.weight"
+_FF_KEYS = ("seqTransEncoder.layers.0.linear1.weight", "seqTransDecoder.layers.0.linear1.weight")
 
 
 def read_args(checkpoint: str | Path) -> dict[str, Any]:
@@ -380,12 +460,13 @@ def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint")
     model.load_state_dict(state, strict=False)  # strictness checked above; pe buffers stay recomputed
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+def load_model(path: str | Path, device: torch.device | str = "cpu", *, verbose: bool = False) -> LoadedModel:
     """Load an MDM checkpoint (``model*.pt`` with ``args.json`` beside it), in eval mode on ``device``.
 
     Accepts a plain state dict or ``{'model', 'model_avg'}`` (``model_avg`` is used
     when args ``use_ema``). Official args files do not give ``ff_size``; it is then read off the
-    checkpoint (1024 in every official release; MDM hard-codes it).
+    checkpoint (1024 in every official release; MDM hard-codes it). ``verbose`` prints the
+    architecture and text encoder (:meth:`MDMConfig.describe`).
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -396,12 +477,16 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             "(e.g. save/humanml_trans_enc_512/model000200000.pt)"
         )
     args = read_args(path)
+    MDMConfig.from_args(args)  # refuse unsupported kinds (action-to-motion, gru) before reading weights
     state = _select_state(_read_checkpoint(path), path, bool(args.get("use_ema", False)))
-    if "ff_size" not in args and _FF_KEY in state:
-        args = {**args, "ff_size": int(state[_FF_KEY].shape[0])}
+    ff_key = next((k for k in _FF_KEYS if k in state), None)
+    if "ff_size" not in args and ff_key is not None:
+        args = {**args, "ff_size": int(state[ff_key].shape[0])}
     config = MDMConfig.from_args(args)
     model = MDM(config)
     load_state(model, state, source=f"checkpoint {path}")
+    if verbose:
+        print(f"checkpoint: {config.describe()}")
     return LoadedModel(model.to(device).eval(), config, path)
 
 

@@ -11,6 +11,8 @@ from motion_loop.mdm import MDM, LoadedModel, MDMConfig, load_model, save_model,
 
 CHECKPOINT = "model000000100.pt"
 FIXTURES = ["tiny_trans_enc", "tiny_trans_enc_maskframes_ema"]
+# Every official-format folder with a forward_io.pt (made by the official MDM code, see its README).
+ALL_FIXTURES = [*FIXTURES, "tiny_trans_dec", "tiny_trans_dec_emb", "tiny_trans_dec_bert", "tiny_kit_trans_enc"]
 
 # args.json of the official humanml_trans_enc_512 release (the keys the architecture depends on,
 # plus a few it does not, which must be kept and ignored).
@@ -66,18 +68,60 @@ def test_full_size_state_dict_matches_official_keys_and_shapes():
 
 def test_config_from_args_keeps_unknown_args_and_round_trips():
     config = MDMConfig.from_args(OFFICIAL_ARGS)
-    assert config.extra == {k: OFFICIAL_ARGS[k] for k in ("emb_trans_dec", "lambda_rcxyz", "lambda_vel",
+    assert config.extra == {k: OFFICIAL_ARGS[k] for k in ("lambda_rcxyz", "lambda_vel",
                                                           "lambda_fc", "batch_size", "seed", "save_dir")}
+    assert config.emb_trans_dec is False and config.text_dim == 512
     assert config.mask_frames is False and config.use_ema is False and config.text_encoder_type == "clip"
     assert MDMConfig.from_args(config.to_args()) == config
     assert config.to_args()["ff_size"] == 1024
 
 
 def test_config_rejects_other_architectures_and_datasets():
-    with pytest.raises(UserError, match="trans_dec"):
-        MDMConfig.from_args({**OFFICIAL_ARGS, "arch": "trans_dec"})
-    with pytest.raises(UserError, match="humanact12"):
-        MDMConfig.from_args({**OFFICIAL_ARGS, "dataset": "humanact12"})
+    with pytest.raises(UserError, match="arch 'gru' is not supported"):
+        MDMConfig.from_args({**OFFICIAL_ARGS, "arch": "gru"})
+    for dataset in ("humanact12", "uestc"):
+        with pytest.raises(UserError, match=f"action-to-motion MDM checkpoint \\(dataset '{dataset}'\\)"):
+            MDMConfig.from_args({**OFFICIAL_ARGS, "dataset": dataset})
+    with pytest.raises(UserError, match="unconstrained"):
+        MDMConfig.from_args({**OFFICIAL_ARGS, "dataset": "humanact12", "unconstrained": True})
+    with pytest.raises(UserError, match="must have arch 'trans_dec'"):
+        MDMConfig.from_args({**OFFICIAL_ARGS, "text_encoder_type": "bert"})
+
+
+# args.json keys of the official humanml_trans_dec_512_bert recipe that the architecture depends on.
+BERT_ARGS = {**OFFICIAL_ARGS, "arch": "trans_dec", "text_encoder_type": "bert", "diffusion_steps": 50,
+             "mask_frames": True, "use_ema": True, "pos_embed_max_len": 5000}
+
+
+def test_full_size_bert_decoder_matches_official_keys_and_shapes():
+    shapes = json.loads(shared_path("mdm_reference", "humanml_trans_dec_512_bert.state_dict_shapes.json").read_text())
+    config = MDMConfig.from_args(BERT_ARGS)
+    with torch.device("meta"):
+        model = MDM(config)
+    state = model.state_dict()
+    assert list(state) == list(shapes)
+    for key, shape in shapes.items():
+        assert tuple(state[key].shape) == tuple(shape), key
+    assert len(shapes) == 156
+    assert sum(p.numel() for p in model.parameters()) == 26_424_583
+    assert config.text_dim == 768 and tuple(state["embed_text.weight"].shape) == (512, 768)
+
+
+def test_emb_trans_dec_behaviour_follows_the_args_json_rule():
+    # 2022 releases (humanml_trans_dec_emb_512): no text_encoder_type in args.json -> legacy token
+    legacy = MDMConfig.from_args({**OFFICIAL_ARGS, "arch": "trans_dec", "emb_trans_dec": True})
+    assert legacy.legacy_token and "2022" in legacy.describe()
+    # trained by the 2025 code (which writes text_encoder_type) -> time token alone
+    current = MDMConfig.from_args({**OFFICIAL_ARGS, "arch": "trans_dec", "emb_trans_dec": True,
+                                   "text_encoder_type": "clip"})
+    assert not current.legacy_token and "2025" in current.describe()
+    # an explicit emb_trans_dec_legacy wins either way, and survives to_args/from_args
+    forced = MDMConfig.from_args({**OFFICIAL_ARGS, "arch": "trans_dec", "emb_trans_dec": True,
+                                  "text_encoder_type": "clip", "emb_trans_dec_legacy": True})
+    assert forced.legacy_token and MDMConfig.from_args(forced.to_args()).legacy_token
+    assert not MDMConfig.from_args(current.to_args()).legacy_token
+    # without emb_trans_dec the question does not arise
+    assert not MDMConfig.from_args({**OFFICIAL_ARGS, "arch": "trans_dec"}).legacy_token
 
 
 def test_kit_model_has_251_features():
@@ -100,7 +144,7 @@ def test_positional_table_is_the_sinusoid():
 # --- parity with the official implementation --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", FIXTURES)
+@pytest.mark.parametrize("name", ALL_FIXTURES)
 @pytest.mark.parametrize("case", ["T60_full", "T40_padded"])
 def test_forward_reproduces_official_outputs(name, case):
     loaded = load_model(shared_path("mdm_reference", name, CHECKPOINT))
@@ -111,13 +155,66 @@ def test_forward_reproduces_official_outputs(name, case):
     with torch.no_grad():
         out_cond = model(io["x"], io["timesteps"], y)
         out_uncond = model(io["x"], io["timesteps"], {**y, "uncond": True})
-        # [B, 512] text embeddings are accepted as well as MDM's [1, B, 512]
-        out_flat = model(io["x"], io["timesteps"], {**y, "text_embed": io["text_embed"][0]})
     out_cfg = out_uncond + 2.5 * (out_cond - out_uncond)
     torch.testing.assert_close(out_cond, io["out_cond"], atol=1e-5, rtol=0)
     torch.testing.assert_close(out_uncond, io["out_uncond"], atol=1e-5, rtol=0)
     torch.testing.assert_close(out_cfg, io["out_cfg_2.5"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out_flat, out_cond, atol=0, rtol=0)
+    if loaded.config.text_encoder_type == "clip":
+        with torch.no_grad():  # [B, 512] text embeddings are accepted as well as MDM's [1, B, 512]
+            out_flat = model(io["x"], io["timesteps"], {**y, "text_embed": io["text_embed"][0]})
+        torch.testing.assert_close(out_flat, out_cond, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["T60_full", "T40_padded"])
+def test_emb_trans_dec_legacy_reproduces_the_2022_code(case):
+    """The same weights run by the official code of 2024-04 (94c173f, the code the 2022
+    humanml_trans_dec_emb_512 release was trained with): time + text token prepended."""
+    loaded = load_model(shared_path("mdm_reference", "tiny_trans_dec_emb", CHECKPOINT))
+    io = torch.load(shared_path("mdm_reference", "tiny_trans_dec_emb", "forward_io.pt"), weights_only=True)[case]
+    assert not loaded.config.legacy_token  # its args.json comes from the 2025 trainer
+    legacy = MDM(MDMConfig.from_args({**loaded.config.to_args(), "emb_trans_dec_legacy": True}))
+    legacy.load_state_dict(loaded.model.state_dict())
+    legacy.eval()
+    y = {"text_embed": io["text_embed"], "mask": io["mask"]}
+    with torch.no_grad():
+        out_cond = legacy(io["x"], io["timesteps"], y)
+        out_uncond = legacy(io["x"], io["timesteps"], {**y, "uncond": True})
+    torch.testing.assert_close(out_cond, io["legacy_94c173f"]["out_cond"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_uncond, io["legacy_94c173f"]["out_uncond"], atol=1e-5, rtol=0)
+    assert (out_cond - io["out_cond"]).abs().max() > 1e-4  # the two behaviours really differ
+
+
+def test_bert_text_padding_tokens_do_not_matter():
+    """DistilBERT's pad-token states are masked out of the decoder's memory."""
+    loaded = load_model(shared_path("mdm_reference", "tiny_trans_dec_bert", CHECKPOINT))
+    io = torch.load(shared_path("mdm_reference", "tiny_trans_dec_bert", "forward_io.pt"), weights_only=True)["T60_full"]
+    states, pad = io["text_embed"]
+    assert pad.any()
+    changed = states.masked_fill(pad.T[..., None], 7.0)
+    with torch.no_grad():
+        out = loaded.model(io["x"], io["timesteps"], {"text_embed": (states, pad), "mask": io["mask"]})
+        out_changed = loaded.model(io["x"], io["timesteps"], {"text_embed": (changed, pad), "mask": io["mask"]})
+    torch.testing.assert_close(out_changed, out, atol=1e-6, rtol=0)
+
+
+def test_loader_says_which_architecture_and_text_encoder(capsys):
+    load_model(shared_path("mdm_reference", "tiny_trans_dec_bert", CHECKPOINT), verbose=True)
+    line = capsys.readouterr().out.strip()
+    assert "trans_dec" in line and "DistilBERT" in line and "50 diffusion steps" in line
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"dataset": "humanact12", "arch": "trans_enc"}, "action-to-motion"),
+    ({"dataset": "humanml", "arch": "gru"}, "arch 'gru'"),
+])
+def test_unsupported_checkpoint_kinds_are_refused_in_one_line(tmp_path, args, message):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "args.json").write_text(json.dumps(args))
+    torch.save({"gru.weight_ih_l0": torch.zeros(3)}, folder / CHECKPOINT)
+    with pytest.raises(UserError, match=message) as err:
+        load_model(folder / CHECKPOINT)
+    assert "\n" not in str(err.value)
 
 
 def test_mask_frames_uses_the_key_padding_mask_and_original_ignores_it():
