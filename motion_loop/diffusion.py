@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from motion_loop.collage import OVERLAP, Pieces
-from motion_loop.mdm import MDM, MDMConfig
+from motion_loop.mdm import MDM, MDMConfig, TextTokens
 from motion_loop.sampling import karras_sigmas
 
 DEFAULT_GUIDANCE = 2.5  # MDM's --guidance_param
@@ -159,7 +159,8 @@ class MDMDenoiser:
     makes two calls, as MDM does); s = 1 runs the conditional branch only.
 
     **Conditions.** ``text_embed`` is ``[B, D]`` (one prompt per sample), ``[B, n_windows, D]`` (one
-    prompt per DiffCollage window; needs ``pieces``) or None (unconditional). An overlap row takes
+    prompt per DiffCollage window; needs ``pieces``) or None (unconditional); for a DistilBERT
+    model, :class:`~motion_loop.mdm.TextTokens` of ``[B, L, D]`` or ``[B, n_windows, L, D]``. An overlap row takes
     its neighbouring windows' embedding when both carry the same one, else the unconditional
     embedding: the overlap's factor is the marginal over the shared frames, and no single prompt
     describes frames shared by two differently prompted windows, so they get the prior (STMC,
@@ -256,9 +257,12 @@ class MDMDenoiser:
         return x0.to(x.dtype)
 
     def row_conditions(
-        self, text_embed: Tensor | None, rows: int, pieces: Pieces | None, device: torch.device
-    ) -> tuple[Tensor, Tensor]:
-        """Per-row text embedding ``[R, D]`` and whether the row is conditional ``[R]`` bool."""
+        self, text_embed: Tensor | TextTokens | None, rows: int, pieces: Pieces | None, device: torch.device
+    ) -> tuple[Tensor | TextTokens, Tensor]:
+        """Per-row text embedding ``[R, D]`` (or :class:`TextTokens` ``[R, L, D]``) and whether the row
+        is conditional ``[R]`` bool."""
+        if isinstance(text_embed, TextTokens):
+            return self._token_rows(text_embed.to(device), rows, pieces)
         if text_embed is None:
             return torch.zeros(rows, self.config.text_dim, device=device), torch.zeros(rows, dtype=torch.bool, device=device)
         text_embed = text_embed.to(device)
@@ -279,11 +283,29 @@ class MDMDenoiser:
         shared = (emb_left == emb_right).all(dim=-1) | (pieces.kind != OVERLAP)
         return torch.where(shared[:, None], emb_left, torch.zeros_like(emb_left)), shared
 
+    def _token_rows(self, text: TextTokens, rows: int, pieces: Pieces | None) -> tuple[TextTokens, Tensor]:
+        """:meth:`row_conditions` for token states: ``[B, L, D]`` per sample, ``[B, n_windows, L, D]``
+        per window (an overlap keeps its windows' text when both have the same, else is unconditional)."""
+        conditional = torch.ones(rows, dtype=torch.bool, device=text.device)
+        if text.states.ndim == 3:
+            if pieces is None:
+                if len(text) != rows:
+                    raise ValueError(f"text_embed has {len(text)} rows for {rows} samples")
+                return text, conditional
+            return text[pieces.sample], conditional
+        if pieces is None or text.states.ndim != 4 or text.states.shape[1] != pieces.layout.n_windows:
+            raise ValueError("per-window text tokens must be [B, n_windows, L, D] and need pieces (a CollageDenoiser)")
+        left, right = pieces.neighbours()
+        a, b = text[(pieces.sample, left)], text[(pieces.sample, right)]
+        same = (a.states == b.states).flatten(1).all(dim=1) & (a.pad == b.pad).all(dim=1)
+        shared = same | (pieces.kind != OVERLAP)
+        return TextTokens(a.states * shared[:, None, None].to(a.states.dtype), a.pad), shared
+
     def predict_x0(
         self,
         x_t: Tensor,
         t: Tensor,
-        text_embed: Tensor,
+        text_embed: Tensor | TextTokens,
         conditional: Tensor | None = None,
         lengths: Tensor | None = None,
     ) -> Tensor:
@@ -311,7 +333,7 @@ class MDMDenoiser:
             both = self._forward(
                 torch.cat([x_in, x_in]),
                 torch.cat([t, t]),
-                torch.cat([text_embed, text_embed]),
+                TextTokens.cat([text_embed] * 2) if isinstance(text_embed, TextTokens) else torch.cat([text_embed] * 2),
                 torch.cat([~conditional, torch.ones_like(conditional)]),
                 torch.cat([mask, mask]),
             )
@@ -323,7 +345,7 @@ class MDMDenoiser:
             x0 = out_uncond + scale * (out_cond - out_uncond)
         return (x0 * mask)[..., :n_frames]  # 0 on padded frames, back to the rows' width
 
-    def _forward(self, x: Tensor, t: Tensor, text_embed: Tensor, uncond: Tensor, mask: Tensor) -> Tensor:
+    def _forward(self, x: Tensor, t: Tensor, text_embed: Tensor | TextTokens, uncond: Tensor, mask: Tensor) -> Tensor:
         return self.model(x, t, {"text_embed": text_embed, "uncond": uncond, "mask": mask})
 
     def _on_canvas(self, x_t: Tensor, t: Tensor, lengths: Tensor, width: int) -> Tensor:
@@ -349,7 +371,7 @@ class MDMDenoiser:
 
     # --- MDM's own sampler ------------------------------------------------------------------------
 
-    def ddpm_model_fn(self, text_embed: Tensor | None, lengths: Tensor | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+    def ddpm_model_fn(self, text_embed: Tensor | TextTokens | None, lengths: Tensor | None = None) -> Callable[[Tensor, Tensor], Tensor]:
         """``model_fn(x_t, t)`` for :func:`ddpm_sample`: guided x0 of samples with ``text_embed [B, D]``."""
 
         def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
@@ -361,7 +383,7 @@ class MDMDenoiser:
     def ddpm_sample(
         self,
         shape: tuple[int, ...] | list[int],
-        text_embed: Tensor | None,
+        text_embed: Tensor | TextTokens | None,
         *,
         lengths: Tensor | None = None,
         generator: torch.Generator | None = None,

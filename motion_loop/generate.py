@@ -317,7 +317,7 @@ class Plan:
         return f"{seconds} {kind} of {lay.n_windows} windows of {lay.window} frames overlapping by {lay.overlap}"
 
 
-def sample_features(plan: Plan, denoiser, text_embed: torch.Tensor, generator: torch.Generator, *,
+def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator, *,
                     sampler: str, steps: int, s_churn: float, collage: str, progress: bool) -> tuple[torch.Tensor, int]:
     """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps."""
     from motion_loop.diffusion import ddpm_sample, vp_model_fn
@@ -325,7 +325,7 @@ def sample_features(plan: Plan, denoiser, text_embed: torch.Tensor, generator: t
 
     device = text_embed.device
     length = plan.layout.length if plan.layout is not None else plan.frames
-    shape = (text_embed.shape[0], denoiser.config.n_feats, 1, length)
+    shape = (len(text_embed), denoiser.config.n_feats, 1, length)  # a tensor or TextTokens: one row per motion
     full = CollageDenoiser(denoiser, plan.layout, collage) if plan.layout is not None else denoiser
     if sampler == "ddpm":
         abar = denoiser.alphas_cumprod

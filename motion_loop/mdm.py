@@ -269,6 +269,46 @@ class OutputProcess(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
+# Text as token states (DistilBERT)
+
+
+@dataclass(frozen=True)
+class TextTokens:
+    """The text of a sequence encoder (DistilBERT), batch-first: ``states [B, L, D]`` float and
+    ``pad [B, L]`` bool (True on padding tokens). Per-window conditions add a window axis after B.
+    Behaves like a batch of embeddings where samplers need one: ``len``, ``device``, ``to``, row
+    indexing, and :meth:`cat` (which pads to the longest text; padding is masked, so its
+    length never changes the model's output)."""
+
+    states: Tensor
+    pad: Tensor
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.states.device
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "TextTokens":
+        return TextTokens(self.states.to(device=device, dtype=dtype), self.pad.to(device=device))
+
+    def __getitem__(self, index) -> "TextTokens":
+        return TextTokens(self.states[index], self.pad[index])
+
+    @staticmethod
+    def cat(parts: list["TextTokens"]) -> "TextTokens":
+        length = max(p.states.shape[-2] for p in parts)
+        states = [nn.functional.pad(p.states, (0, 0, 0, length - p.states.shape[-2])) for p in parts]
+        pads = [nn.functional.pad(p.pad, (0, length - p.pad.shape[-1]), value=True) for p in parts]
+        return TextTokens(torch.cat(states), torch.cat(pads))
+
+    def official(self) -> tuple[Tensor, Tensor]:
+        """MDM's ``y['text_embed']`` tuple: ``(enc_text [L, B, D], text_mask [B, L])``."""
+        return self.states.permute(1, 0, 2), self.pad
+
+
+# ----------------------------------------------------------------------------------------------
 # The model
 
 
@@ -277,7 +317,7 @@ class MDM(nn.Module):
 
     ``y`` holds ``text_embed``: for CLIP ``[1, B, text_dim]`` as MDM carries it (or ``[B, text_dim]``);
     for DistilBERT MDM's tuple ``(enc_text [L, B, 768], text_mask [B, L] bool, True on padding
-    tokens)``. Optionally ``mask`` (``[B, 1, 1, T]`` bool, True on valid frames; a key padding mask
+    tokens)``, or a :class:`TextTokens`. Optionally ``mask`` (``[B, 1, 1, T]`` bool, True on valid frames; a key padding mask
     only when ``config.mask_frames``, as the official model) and ``uncond`` (True, or a ``[B]``
     bool tensor: replace the text by zeros, the classifier-free "null" condition; a DistilBERT
     text keeps its padding mask).
@@ -318,6 +358,7 @@ class MDM(nn.Module):
     def forward(self, x: Tensor, timesteps: Tensor, y: dict[str, Any]) -> Tensor:
         batch, _, _, n_frames = x.shape
         text, text_is_pad = y["text_embed"], None
+        text = text.official() if isinstance(text, TextTokens) else text
         if isinstance(text, (tuple, list)):  # DistilBERT: token states [L, B, D] and their padding mask
             text, text_is_pad = text
             text_is_pad = text_is_pad.to(device=x.device, dtype=torch.bool)

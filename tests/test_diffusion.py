@@ -13,7 +13,7 @@ from motion_loop.diffusion import (
     vp_model_fn,
     vp_to_edm_sigmas,
 )
-from motion_loop.mdm import MDM, MDMConfig, load_model
+from motion_loop.mdm import MDM, MDMConfig, TextTokens, load_model
 from motion_loop.sampling import sample_heun
 
 CHECKPOINT = "model000000100.pt"
@@ -86,6 +86,21 @@ def test_ddpm_reproduces_the_official_trace(batch_guidance):
     )
     generator = torch.Generator().manual_seed(trace["torch_manual_seed"])
     sample = denoiser.ddpm_sample(trace["shape"], trace["text_embed"][0], generator=generator)
+    torch.testing.assert_close(sample, trace["sample"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("batch_guidance", [True, False])
+def test_ddpm_sampler_reproduces_the_official_bert_decoder_trace(batch_guidance):
+    """MDM+DistilBERT (trans_dec, mask_frames, model_avg): 50 official ancestral steps with CFG 2.5."""
+    trace = torch.load(shared_path("mdm_reference", "ddpm50_cfg_trace_trans_dec_bert.pt"), weights_only=True)
+    loaded = load_model(shared_path("mdm_reference", "tiny_trans_dec_bert", "model000000100.pt"))
+    enc_text, text_mask = trace["text_embed"]
+    tokens = TextTokens(enc_text.permute(1, 0, 2), text_mask)  # batch-first, True on padding
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=trace["guidance_param"], batch_guidance=batch_guidance)
+    assert denoiser.canvas_frames is None and len(denoiser.alphas_cumprod) == trace["diffusion_steps"]
+    generator = torch.Generator().manual_seed(trace["torch_manual_seed"])
+    lengths = trace["mask"].reshape(len(tokens), -1).sum(dim=1)
+    sample = denoiser.ddpm_sample(trace["shape"], tokens, lengths=lengths, generator=generator)
     torch.testing.assert_close(sample, trace["sample"], atol=1e-5, rtol=0)
 
 
