@@ -298,3 +298,14 @@ def test_text_encoder_for_uses_a_bank_beside_the_checkpoint(minilm, tmp_path):
     CaptionBank.save(tmp_path / CAPTION_BANK, BANK, torch.ones(4, 8))  # made by another encoder
     with pytest.raises(UserError, match="cannot read the caption bank"):
         text_encoder_for(Loaded)
+
+
+def test_minilm_on_transformers_gives_the_previous_hand_written_embeddings(minilm):
+    """The encoder now runs transformers' BertModel; the hand-written forward it replaced (kept
+    verbatim in tests/minilm_handwritten.py) gives the same embeddings, so the demo model, trained
+    on the old ones, sees the same inputs."""
+    from minilm_handwritten import HandwrittenMiniLM
+
+    old = HandwrittenMiniLM().encode(MINILM_PROMPTS)
+    torch.testing.assert_close(minilm.encode(MINILM_PROMPTS), old, atol=1e-5, rtol=0)
+    assert type(minilm.bert).__module__.startswith("transformers.")
