@@ -84,7 +84,7 @@ def build_text_encoder(kind: str, **kwargs) -> TextEncoder:
 
 
 def text_encoder_for(loaded, *, clip_weights: str | Path | None = None, device: torch.device | str = "cpu",
-                     caption_bank: bool = True) -> TextEncoder:
+                     caption_bank: bool = True, bert_dir: str | Path | None = None) -> TextEncoder:
     """The text encoder a loaded checkpoint (:class:`motion_loop.mdm.LoadedModel`) was trained with:
     the registered class of its ``text_encoder_type`` builds itself with ``for_checkpoint(loaded,
     clip_weights=..., device=...)`` (``clip``, the official models: the frozen CLIP at
@@ -94,7 +94,8 @@ def text_encoder_for(loaded, *, clip_weights: str | Path | None = None, device: 
     kind = loaded.config.text_encoder_type
     if kind not in _REGISTRY:
         raise UserError(f"{loaded.path} uses text encoder {kind!r}, which this version does not know: update motion_loop")
-    encoder = _REGISTRY[kind].for_checkpoint(loaded, clip_weights=clip_weights, device=device)
+    extra = {"bert_dir": bert_dir} if kind == "bert" else {}
+    encoder = _REGISTRY[kind].for_checkpoint(loaded, clip_weights=clip_weights, device=device, **extra)
     bank = Path(loaded.path).parent / CAPTION_BANK
     return CaptionBank.load(bank, encoder) if caption_bank and bank.is_file() else encoder
 
@@ -355,6 +356,7 @@ def _quiet_transformers():
     except ImportError:
         raise UserError("the transformers package is not installed: run `pip install -r requirements.txt`") from None
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     return transformers
 
 
@@ -455,3 +457,85 @@ class MiniLMTextEncoder(FrozenTextEncoder):
 
     def embed(self, prompts: list[str]) -> Tensor:
         return self.encode_tokens(*self.tokenize(prompts))
+
+
+# ----------------------------------------------------------------------------------------------
+# DistilBERT: the token-state text encoder of MDM+DistilBERT (humanml_trans_dec_512_bert)
+
+DISTILBERT_DIR = Path("deps/distilbert-base-uncased")
+DISTILBERT_HINT = "run `python prepare/download_distilbert.py`"
+
+
+@register_text_encoder("bert")
+class DistilBertTextEncoder(FrozenTextEncoder):
+    """Frozen distilbert-base-uncased as MDM's ``model/BERT/BERT_encoder.BERT`` runs it:
+    ``encode(prompts) -> TextTokens(states [B, L, 768], pad [B, L])``, the last hidden states of
+    ``DistilBertModel`` for the tokenizer's ids of ``[CLS] prompt [SEP]`` (padded to the longest
+    prompt; longer than 512 tokens is cut) and True where a position is padding.
+
+    Runs ``transformers``' ``DistilBertModel`` and tokenizer from the local files in ``model_dir``
+    (default :data:`DISTILBERT_DIR`, fetched by ``prepare/download_distilbert.py``), never the hub.
+    Each distinct prompt's states are computed once and cached; a batch pads them to its longest
+    text (the model masks padding, so the padding length does not change its output).
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, device: torch.device | str = "cpu"):
+        super().__init__()
+        folder = Path(model_dir if model_dir is not None else DISTILBERT_DIR).expanduser()
+        if not (folder / "config.json").is_file():
+            raise UserError(f"DistilBERT files not found in {folder}: {DISTILBERT_HINT} (or pass their folder)")
+        transformers = _quiet_transformers()
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.model = transformers.DistilBertModel.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError, KeyError) as err:
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            raise UserError(f"cannot load DistilBERT from {folder} ({reason}): {DISTILBERT_HINT} --force") from None
+        self.dim = int(self.model.config.dim)
+        self.max_length = int(self.model.config.max_position_embeddings)
+        self.requires_grad_(False)
+        self.eval()
+        self.to(device)
+
+    @classmethod
+    def for_checkpoint(cls, loaded, *, clip_weights=None, device: torch.device | str = "cpu",
+                       bert_dir: str | Path | None = None) -> "DistilBertTextEncoder":
+        encoder = cls(bert_dir, device=device)
+        if loaded.config.text_dim != encoder.dim:
+            raise UserError(f"{loaded.path} expects {loaded.config.text_dim}-d text states but the DistilBERT in "
+                            f"{bert_dir or DISTILBERT_DIR} gives {encoder.dim}: {DISTILBERT_HINT}")
+        return encoder
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embeddings.word_embeddings.weight.device
+
+    @torch.no_grad()
+    def embed_batch(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        """``(last_hidden_state [B, L, 768], attention_mask [B, L] bool)``, as MDM's BERT.forward."""
+        inputs = self.tokenizer(list(prompts), return_tensors="pt", padding=True, truncation=True,
+                                max_length=self.max_length).to(self.device)
+        states = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+        return states.float(), inputs["attention_mask"].bool()
+
+    def embed(self, prompts: list[str]) -> list[Tensor]:
+        states, keep = self.embed_batch(prompts)
+        return [s[k] for s, k in zip(states, keep)]  # each prompt's own tokens [l, 768]
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]):
+        from motion_loop.mdm import TextTokens
+
+        if isinstance(prompts, str):
+            raise TypeError("encode takes a list of prompts, not one string")
+        new = sorted(dict.fromkeys(p for p in prompts if p not in self._cache), key=len)
+        for first in range(0, len(new), self.batch_size):
+            chunk = new[first: first + self.batch_size]
+            self._cache.update(zip(chunk, self.embed(chunk)))
+        rows = [self._cache[p] for p in prompts]
+        length = max((len(r) for r in rows), default=0)
+        states = torch.zeros(len(rows), length, self.dim, device=self.device)
+        pad = torch.ones(len(rows), length, dtype=torch.bool, device=self.device)
+        for i, row in enumerate(rows):
+            states[i, : len(row)], pad[i, : len(row)] = row, False
+        return TextTokens(states, pad)

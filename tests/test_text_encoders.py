@@ -309,3 +309,96 @@ def test_minilm_on_transformers_gives_the_previous_hand_written_embeddings(minil
     old = HandwrittenMiniLM().encode(MINILM_PROMPTS)
     torch.testing.assert_close(minilm.encode(MINILM_PROMPTS), old, atol=1e-5, rtol=0)
     assert type(minilm.bert).__module__.startswith("transformers.")
+
+
+# ----------------------------------------------------------------------------------------------
+# "bert": DistilBERT token states (MDM+DistilBERT, humanml_trans_dec_512_bert)
+
+from conftest import shared_path  # noqa: E402
+
+from motion_loop.mdm import TextTokens  # noqa: E402
+from motion_loop.text_encoders import DistilBertTextEncoder  # noqa: E402
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "person", "walks", "forward", "jumps",
+              "in", "place", "and", "then", "turns", "around", "runs", ",", "."]
+
+
+def tiny_distilbert_dir(folder, dim=768):
+    """A DistilBERT folder as prepare/download_distilbert.py leaves it, with a tiny random model
+    (2 layers; ``dim`` wide) and a 19-word WordPiece vocabulary."""
+    import transformers
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    transformers.DistilBertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = transformers.DistilBertConfig(vocab_size=len(TINY_VOCAB), dim=dim, n_layers=2, n_heads=4, hidden_dim=64)
+    transformers.DistilBertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def distilbert_dir(tmp_path_factory):
+    return tiny_distilbert_dir(tmp_path_factory.mktemp("bert") / "distilbert-base-uncased")
+
+
+BERT_PROMPTS = ["a person walks forward", "a person jumps", "a person runs in place and then turns around ."]
+
+
+def test_distilbert_gives_the_token_states_and_mask_of_mdm_bert_encoder(distilbert_dir, monkeypatch):
+    import transformers
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    encoder = DistilBertTextEncoder(distilbert_dir)
+    tokens = encoder.encode(BERT_PROMPTS)
+    assert isinstance(tokens, TextTokens) and encoder.dim == 768 and len(tokens) == 3
+    # the reference: what MDM's BERT.forward computes (tokenizer with padding=True, DistilBertModel)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(distilbert_dir))
+    model = transformers.DistilBertModel.from_pretrained(str(distilbert_dir)).eval()
+    inputs = tokenizer(BERT_PROMPTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = model(**inputs).last_hidden_state
+    keep = inputs["attention_mask"].bool()
+    assert tokens.states.shape == expected.shape
+    torch.testing.assert_close(tokens.pad, ~keep, atol=0, rtol=0)
+    torch.testing.assert_close(tokens.states[keep], expected[keep], atol=1e-5, rtol=0)
+    assert (tokens.states[~keep] == 0).all()  # padding is masked by MDM; it is left at zero here
+    lengths = (~tokens.pad).sum(dim=1).tolist()
+    assert lengths == [6, 5, 12]  # [CLS] + words + [SEP]
+    # cached per prompt and independent of the batch it came in
+    alone = encoder.encode([BERT_PROMPTS[1]])
+    assert alone.states.shape == (1, 5, 768)
+    torch.testing.assert_close(alone.states[0], tokens.states[1, :5], atol=1e-5, rtol=0)
+    assert encoder.encode([]).states.shape == (0, 0, 768)
+
+
+def test_distilbert_missing_files_name_the_prepare_script(tmp_path):
+    with pytest.raises(UserError, match=r"DistilBERT files not found in .*prepare/download_distilbert.py") as err:
+        DistilBertTextEncoder(tmp_path / "nothing")
+    assert "\n" not in str(err.value)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "distilbert"}')
+    with pytest.raises(UserError, match="cannot load DistilBERT from .*download_distilbert.py"):
+        DistilBertTextEncoder(broken)
+
+
+def test_transformers_distilbert_has_every_key_of_the_official_encoder():
+    import transformers
+
+    listed = json.loads(shared_path("mdm_reference", "humanml_trans_dec_512_bert.text_encoder.json").read_text())
+    with torch.device("meta"):
+        model = transformers.DistilBertModel(transformers.DistilBertConfig())
+    prefix = "clip_model.text_model."
+    expected = {k.removeprefix(prefix): tuple(v) for k, v in listed["frozen_keys"].items()}
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
+    assert model.config.dim == 768
+
+
+def test_bert_checkpoint_gets_distilbert(distilbert_dir):
+    class Loaded:
+        path = "model.pt"
+        config = MDMConfig(arch="trans_dec", text_encoder_type="bert")
+
+    encoder = text_encoder_for(Loaded, bert_dir=distilbert_dir)
+    assert isinstance(encoder, DistilBertTextEncoder) and Loaded.config.text_dim == 768
