@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_MODEL = Path("save/humanml_trans_enc_512/model000200000.pt")
 DEMO_MODEL = ROOT / "save" / "demo_humanml_trans_enc_128_minilm" / "model000008000.pt"
 HUMANML_STATS = Path("dataset/HumanML3D")
+KIT_STATS = Path("dataset/KIT-ML")  # MDM's place for KIT-ML's Mean.npy / Std.npy (251 features)
 MIN_LOOP_FRAMES = 20  # two windows of 15 frames overlapping by 5: anything shorter is not a motion
 MAX_SECONDS = 600.0
 
@@ -104,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "never replaced")
     g.add_argument("--clip_weights", type=Path, default=None,
                    help="CLIP ViT-B-32.pt for CLIP models (default ~/.cache/clip/ViT-B-32.pt)")
+    g.add_argument("--bert_dir", type=Path, default=None,
+                   help="DistilBERT files for MDM+DistilBERT models (default deps/distilbert-base-uncased, "
+                        "from prepare/download_distilbert.py)")
     g.add_argument("--stats_dir", type=Path, default=None,
-                   help="folder with HumanML3D Mean.npy/Std.npy (default: the checkpoint's folder if it has "
-                        f"them, else {HUMANML_STATS})")
+                   help="folder with the dataset's Mean.npy/Std.npy (default: the checkpoint's folder if it has "
+                        f"them, else {HUMANML_STATS}, or {KIT_STATS} for KIT models)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars")
     return p
 
@@ -254,12 +258,20 @@ def _describe(window, overlap, num_windows) -> str:
 # Model, text encoder, statistics, output folder
 
 
-def load_stats(stats_dir: Path | None, model_path: Path):
-    from motion_loop.humanml import Normalizer
+def load_stats(stats_dir: Path | None, model_path: Path, dataset: str = "humanml"):
+    from motion_loop.humanml import STATS_HINT, Normalizer
+    from motion_loop.mdm import N_FEATS
 
+    default = KIT_STATS if dataset == "kit" else HUMANML_STATS
     if stats_dir is None:
-        stats_dir = model_path.parent if (model_path.parent / "Mean.npy").is_file() else HUMANML_STATS
-    return Normalizer.from_dir(stats_dir), stats_dir
+        stats_dir = model_path.parent if (model_path.parent / "Mean.npy").is_file() else default
+    hint = STATS_HINT if dataset == "humanml" else (
+        f"copy KIT-ML's Mean.npy and Std.npy (251 features; from the KIT-ML release that MDM's README points "
+        f"to) into {KIT_STATS}/ or pass --stats_dir")
+    from motion_loop.skeleton import KIT_METRES_PER_UNIT
+
+    unit = 1 / KIT_METRES_PER_UNIT if dataset == "kit" else 1.0  # dataset units per metre
+    return Normalizer.from_dir(stats_dir, dim=N_FEATS[dataset], hint=hint, unit=unit), stats_dir
 
 
 def default_output_dir(model_path: Path, seed: int, prompts_from: str) -> Path:
@@ -341,11 +353,15 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     return x0[..., : plan.frames], n_steps
 
 
-def decode(features: torch.Tensor, normalizer) -> tuple[np.ndarray, np.ndarray]:
-    """HumanML3D features and joint positions ``[B, T, 22, 3]`` of normalized ``[B, 263, 1, T]``."""
+def decode(features: torch.Tensor, normalizer, dataset: str = "humanml") -> tuple[np.ndarray, np.ndarray]:
+    """Raw features and joint positions in metres of normalized ``[B, F, 1, T]``: ``[B, T, 22, 3]``
+    (HumanML3D, 263 features) or ``[B, T, 21, 3]`` (KIT, 251; its units scaled to metres)."""
     from motion_loop.humanml import recover_from_ric
+    from motion_loop.skeleton import KIT_METRES_PER_UNIT, KIT_NUM_JOINTS
 
     raw = normalizer.denormalize(features[:, :, 0].transpose(1, 2).float().cpu().numpy())
+    if dataset == "kit":
+        return raw, recover_from_ric(raw, KIT_NUM_JOINTS) * np.float32(KIT_METRES_PER_UNIT)
     return raw, recover_from_ric(raw)
 
 
@@ -368,13 +384,14 @@ def run(args) -> dict:
     safety.check_output_dir(output_dir, files, overwrite=args.overwrite, estimated_bytes=safety.estimate_bytes(
         motions, frames, videos=args.render, bvh=args.bvh,
         video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
-    loaded = load_model(model_path, device)
+    print(f"model: {model_path} ({why})")
+    loaded = load_model(model_path, device, verbose=True)
     safety.check_weights(loaded.model, model_path)
     config = loaded.config
-    if config.dataset != "humanml":
-        raise UserError(f"{model_path} is a {config.dataset} model: python -m sample decodes HumanML3D (263-feature) models")
-    print(f"model: {model_path} ({why})")
-    fps = 20.0
+    kit = config.dataset == "kit"
+    if kit:
+        from motion_loop.skeleton import KIT_FPS
+    fps = KIT_FPS if kit else 20.0
     requested = max(1, round(args.motion_length * fps))
     if args.loop and requested < MIN_LOOP_FRAMES:
         raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
@@ -382,9 +399,9 @@ def run(args) -> dict:
     plan = Plan(prompts, args.num_repetitions, layout.length if args.loop else requested, layout, args.loop, fps)
     if args.loop and plan.frames != requested:
         print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
-    normalizer, stats_dir = load_stats(args.stats_dir, model_path)
+    normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
     text_encoder = text_encoder_for(loaded, clip_weights=args.clip_weights, device=device,
-                                    caption_bank=args.caption_bank)
+                                    caption_bank=args.caption_bank, bert_dir=args.bert_dir)
     read_as = None
     if isinstance(text_encoder, CaptionBank):
         nearest = text_encoder.nearest(prompts)
@@ -405,13 +422,17 @@ def run(args) -> dict:
             x0, n_steps = sample_features(plan, denoiser, text_encoder.encode(chunk).to(device), generator,
                                           sampler=args.sampler, steps=args.steps, s_churn=args.s_churn,
                                           collage=args.collage, progress=args.progress)
-            raw, positions = decode(x0, normalizer)
+            raw, positions = decode(x0, normalizer, config.dataset)
             features.append(raw)
             joints.append(positions)
     features, joints = np.concatenate(features), np.concatenate(joints)
     safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=normalizer)
     sampling_s = time.perf_counter() - started
     skating = None
+    if kit and (args.foot_lock or args.bvh):
+        # Foot contacts and the BVH skeleton are written for HumanML3D's 22 joints.
+        print("KIT model: foot locking and BVH export apply to HumanML3D skeletons only; skipped")
+        args.foot_lock = args.bvh = False
     if args.foot_lock:
         from motion_loop.foot_lock import lock_feet, toe_contacts
         from motion_loop.metrics import foot_skating_ratio

@@ -317,8 +317,9 @@ class Normalizer:
     std: np.ndarray  # [263] float32
 
     @classmethod
-    def from_dir(cls, path) -> "Normalizer":
-        """Load `Mean.npy` and `Std.npy` from the folder `path` (HumanML3D's release files).
+    def from_dir(cls, path, dim: int = FEATURE_DIM, hint: str = STATS_HINT, unit: float = 1.0) -> "Normalizer":
+        """Load `Mean.npy` and `Std.npy` from the folder `path` (HumanML3D's release files; KIT-ML's
+        with ``dim`` 251, ``unit`` = dataset units per metre for the sanity limits, and their ``hint``).
 
         Raises UserError, naming the file and the fix, when a file is missing, unreadable,
         mis-shaped or has a non-positive or non-finite std.
@@ -328,33 +329,33 @@ class Normalizer:
             raise UserError(f"HumanML3D statistics folder {folder} is a file: pass the folder that holds "
                             f"Mean.npy and Std.npy (e.g. {folder.parent})")
         if not folder.is_dir():
-            raise UserError(f"HumanML3D statistics folder {folder} does not exist; {STATS_HINT}")
+            raise UserError(f"statistics folder {folder} does not exist; {hint}")
         arrays = {}
         for name in ("Mean.npy", "Std.npy"):
             file = folder / name
             if not file.is_file():
-                raise UserError(f"{file} is missing; {STATS_HINT}")
+                raise UserError(f"{file} is missing; {hint}")
             try:
                 array = np.load(file, allow_pickle=False)
             except (OSError, ValueError) as error:
-                raise UserError(f"{file} is not a readable .npy file ({error}); {STATS_HINT}") from None
-            if array.shape != (FEATURE_DIM,) or not np.issubdtype(array.dtype, np.floating):
-                raise UserError(f"{file} holds {array.dtype} {array.shape}, expected float ({FEATURE_DIM},); "
-                                f"{STATS_HINT}")
+                raise UserError(f"{file} is not a readable .npy file ({error}); {hint}") from None
+            if array.shape != (dim,) or not np.issubdtype(array.dtype, np.floating):
+                raise UserError(f"{file} holds {array.dtype} {array.shape}, expected float ({dim},); "
+                                f"{hint}")
             if not np.all(np.isfinite(array)):
-                raise UserError(f"{file} contains NaN or infinite values; {STATS_HINT}")
+                raise UserError(f"{file} contains NaN or infinite values; {hint}")
             arrays[name] = array.astype(np.float32)
         if np.any(arrays["Std.npy"] <= 0):
-            raise UserError(f"{folder / 'Std.npy'} has zero or negative entries; {STATS_HINT}")
+            raise UserError(f"{folder / 'Std.npy'} has zero or negative entries; {hint}")
         std = arrays["Std.npy"]
-        if std.min() < STD_RANGE[0] or std.max() > STD_RANGE[1]:
+        if std.min() < STD_RANGE[0] or std.max() > STD_RANGE[1] * unit:
             raise UserError(f"{folder / 'Std.npy'} is absurd (entries from {std.min():.3g} to {std.max():.3g}; "
-                            f"HumanML3D's lie within {STD_RANGE[0]:g} .. {STD_RANGE[1]:g}): it would scale the "
-                            f"motion to nothing or to infinity; {STATS_HINT}")
+                            f"HumanML3D's lie within {STD_RANGE[0]:g} .. {STD_RANGE[1] * unit:g}): it would scale the "
+                            f"motion to nothing or to infinity; {hint}")
         mean = arrays["Mean.npy"]
-        if np.abs(mean).max() > MEAN_LIMIT:
+        if np.abs(mean).max() > MEAN_LIMIT * unit:
             raise UserError(f"{folder / 'Mean.npy'} is absurd (an entry of {np.abs(mean).max():.3g}; HumanML3D's "
-                            f"are below {MEAN_LIMIT:g}); {STATS_HINT}")
+                            f"are below {MEAN_LIMIT * unit:g}); {hint}")
         return cls(mean=arrays["Mean.npy"], std=arrays["Std.npy"])
 
     def _stats(self, x):

@@ -28,7 +28,7 @@ from motion_loop.humanml import facing_angle
 from motion_loop.procedural.body import rot_x, rot_y
 from motion_loop.results import atomic_output
 from motion_loop.skeleton import (
-    BONE_LENGTHS, CHAIN_COLORS, FPS, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS,
+    BONE_LENGTHS, CHAIN_COLORS, FPS, KIT_NUM_JOINTS, NUM_JOINTS, PARENTS, kinematic_chain,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class FFmpegError(RuntimeError):
 
 def _check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:
     joints = np.asarray(joints)
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or joints.shape[0] < 1:
+    if joints.ndim != 3 or joints.shape[1:] not in ((NUM_JOINTS, 3), (KIT_NUM_JOINTS, 3)) or joints.shape[0] < 1:
         raise UserError(f"{name} must be joint positions [T, {NUM_JOINTS}, 3] with T >= 1, got "
                         f"shape {tuple(joints.shape)}; pass HumanML3D joints (frames, joints, xyz)")
     if not np.all(np.isfinite(joints)):
@@ -234,7 +234,7 @@ class _Panel:
         past = self.trajectory[: index + 1] - self.trajectory[index]
         self.trail.set_data_3d(past[:, 0], np.zeros(len(past)), past[:, 1])
         pose = self.data[index]
-        for line, chain in zip(self.chains, KINEMATIC_CHAIN):
+        for line, chain in zip(self.chains, kinematic_chain(pose.shape[0])):
             line.set_data_3d(pose[chain, 0], pose[chain, 1], pose[chain, 2])
 
     def blit(self) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from motion_loop.errors import UserError
-from motion_loop.skeleton import FPS, NUM_JOINTS
+from motion_loop.skeleton import FPS, KIT_NUM_JOINTS, NUM_JOINTS
 
 RESULTS_NPY = "results.npy"
 RESULTS_TXT = "results.txt"
@@ -116,9 +116,12 @@ def mdm_results(motions: Sequence[np.ndarray], texts: Sequence[str], num_samples
     arrays = []
     for i, motion in enumerate(motions):
         motion = np.asarray(motion)
-        if motion.ndim != 3 or motion.shape[1:] != (NUM_JOINTS, 3) or len(motion) < 1:
-            raise UserError(f"motion {i} must be joint positions [T, {NUM_JOINTS}, 3], got shape "
-                            f"{tuple(motion.shape)}")
+        # 22 joints (HumanML3D), or 21 (KIT), the same for every motion of a run
+        joints = np.asarray(motions[0]).shape[1:2] if np.asarray(motions[0]).ndim == 3 else None
+        if motion.ndim != 3 or motion.shape[1:] not in ((NUM_JOINTS, 3), (KIT_NUM_JOINTS, 3)) or len(motion) < 1 \
+                or motion.shape[1:2] != joints:
+            raise UserError(f"motion {i} must be joint positions [T, {NUM_JOINTS}, 3] (KIT: [T, {KIT_NUM_JOINTS}, 3]), "
+                            f"got shape {tuple(motion.shape)}")
         arrays.append(motion.astype(np.float32))
     lengths = np.array([len(m) for m in arrays], dtype=np.int64)
     frames = int(lengths.max())

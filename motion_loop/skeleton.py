@@ -50,3 +50,28 @@ REST_OFFSETS = tuple(
     tuple(float(d) * length for d in direction)
     for direction, length in zip(RAW_OFFSETS, BONE_LENGTHS)
 )
+
+
+# KIT-ML (MDM's second text-to-motion dataset): 21 joints, 12.5 fps, 251 features per frame.
+# Kinematic chains as MDM's paramUtil.kit_kinematic_chain (right leg, left leg, spine/head,
+# right arm, left arm), drawn in the same colours.
+KIT_NUM_JOINTS = 21
+KIT_FPS = 12.5
+KIT_KINEMATIC_CHAIN = (
+    (0, 11, 12, 13, 14, 15),
+    (0, 16, 17, 18, 19, 20),
+    (0, 1, 2, 3, 4),
+    (3, 5, 6, 7),
+    (3, 8, 9, 10),
+)
+# KIT positions are in the dataset's own units (root height about 560-1000); MDM draws them scaled
+# by 0.003 where it draws HumanML3D metres by 1.3, so one KIT unit is drawn as 0.003 / 1.3 metres.
+KIT_METRES_PER_UNIT = 0.003 / 1.3
+
+
+def kinematic_chain(num_joints: int) -> tuple[tuple[int, ...], ...]:
+    """The chains to draw for a skeleton of ``num_joints`` joints (22: HumanML3D, 21: KIT)."""
+    chains = {NUM_JOINTS: KINEMATIC_CHAIN, KIT_NUM_JOINTS: KIT_KINEMATIC_CHAIN}
+    if num_joints not in chains:
+        raise ValueError(f"no skeleton with {num_joints} joints: HumanML3D has {NUM_JOINTS}, KIT {KIT_NUM_JOINTS}")
+    return chains[num_joints]

@@ -245,3 +245,14 @@ def test_normalizer_errors_name_the_file_and_the_fix(tmp_path):
     np.testing.assert_allclose(normalizer.normalize(np.full((2, 263), 4.0)), 2.0)
     with pytest.raises(ValueError, match="263"):
         normalizer.normalize(np.zeros((2, 251)))
+
+
+def test_kit_recover_from_ric_matches_the_official_21_joint_decoding():
+    """KIT-ML: 251 features, 21 joints; `joints` is the official recover_from_ric(features, 21)."""
+    from conftest import shared_path
+
+    case = torch.load(shared_path("mdm_reference", "kit_recover_from_ric.pt"), weights_only=True)
+    assert case["joints_num"] == 21 and case["features"].shape[-1] == 251
+    joints = recover_from_ric(case["features"], 21)
+    assert joints.shape == (40, 21, 3)
+    torch.testing.assert_close(joints, case["joints"], atol=1e-3, rtol=0)
