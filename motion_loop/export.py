@@ -1,4 +1,7 @@
-"""BVH export of joint positions ``[T, 22, 3]`` (HumanML3D skeleton) for Blender and game engines.
+"""BVH export of joint positions ``[T, 22, 3]`` (HumanML3D skeleton) or ``[T, 21, 3]`` (KIT-ML,
+in metres) for Blender and game engines. The skeleton is told by the joint count (:data:`SKELETONS`);
+what follows is said for HumanML3D, and KIT's skeleton follows the same rules with its own joints
+(pelvis group: left hip, right hip, spine; neck group: left shoulder, right shoulder, head).
 
 A BVH file is a skeleton (HIERARCHY: each joint's OFFSET from its parent in a rest pose) plus, per
 frame, the root's position and every joint's local rotation as Euler angles (MOTION). We have only
@@ -62,13 +65,14 @@ engines want for a locomotion cycle whose root motion the engine drives.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from motion_loop.errors import UserError
 from motion_loop.results import write_atomic
-from motion_loop.skeleton import FPS, JOINT_NAMES, NUM_JOINTS, PARENTS
+from motion_loop.skeleton import FPS, JOINT_NAMES, KIT_JOINT_NAMES, KIT_PARENTS, NUM_JOINTS, PARENTS
 
 UNITS = {"m": 1.0, "cm": 100.0}
 
@@ -98,12 +102,56 @@ END_SITES = {15: (0.0, 0.10, 0.0), 20: (0.08, 0.0, 0.0), 21: (-0.08, 0.0, 0.0),
              10: (0.0, 0.0, 0.05), 11: (0.0, 0.0, 0.05)}
 
 
-def _depth_first(joint: int = 0) -> tuple[int, ...]:
-    return (joint,) + tuple(j for child in CHILDREN[joint] for j in _depth_first(child))
+def _depth_first(joint: int = 0, children=CHILDREN) -> tuple[int, ...]:
+    return (joint,) + tuple(j for child in children[joint] for j in _depth_first(child, children))
 
 
 # The order joints appear in the HIERARCHY, hence the order of their channels on a MOTION line.
 HIERARCHY_ORDER = _depth_first()
+
+
+@dataclass(frozen=True)
+class BvhSkeleton:
+    """What the exporter needs to know of a skeleton (see the module docs for the HumanML3D one)."""
+
+    names: tuple[str, ...]
+    parents: tuple[int, ...]
+    rigid_groups: dict[int, tuple[int, int, int]]
+    tpose_directions: dict[int, tuple[int, int, int]]
+    rotation_orders: tuple[str, ...]
+    end_sites: dict[int, tuple[float, float, float]]
+    children: tuple[tuple[int, ...], ...] = field(init=False)
+    hierarchy_order: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self):
+        n = len(self.parents)
+        children = tuple(tuple(c for c in range(n) if self.parents[c] == j) for j in range(n))
+        object.__setattr__(self, "children", children)
+        object.__setattr__(self, "hierarchy_order", _depth_first(0, children))
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.parents)
+
+
+HUMANML_BVH = BvhSkeleton(JOINT_NAMES, PARENTS, RIGID_GROUPS, TPOSE_DIRECTIONS, ROTATION_ORDERS, END_SITES)
+# KIT-ML, 21 joints (data frame as HumanML3D's: y up, facing +z, the body's left at +x).
+_KIT_ARMS = ("right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist")
+KIT_BVH = BvhSkeleton(
+    KIT_JOINT_NAMES, KIT_PARENTS,
+    rigid_groups={0: (16, 11, 1), 3: (8, 5, 4)},
+    tpose_directions={2: _UP, 3: _UP, 6: _RIGHT, 7: _RIGHT, 9: _LEFT, 10: _LEFT, 12: _DOWN, 13: _DOWN,
+                      14: _FORWARD, 15: _FORWARD, 17: _DOWN, 18: _DOWN, 19: _FORWARD, 20: _FORWARD},
+    rotation_orders=tuple("ZXY" if name == "pelvis" or name in _KIT_ARMS else "ZYX" for name in KIT_JOINT_NAMES),
+    end_sites={4: (0.0, 0.10, 0.0), 7: (-0.08, 0.0, 0.0), 10: (0.08, 0.0, 0.0), 15: (0.0, 0.0, 0.05),
+               20: (0.0, 0.0, 0.05)},
+)
+SKELETONS = {s.num_joints: s for s in (HUMANML_BVH, KIT_BVH)}
+
+
+def skeleton_of(joints: np.ndarray) -> BvhSkeleton:
+    """The skeleton of ``[T, J, 3]`` positions (or ``[J, 3]`` offsets), by its joint count."""
+    return SKELETONS[np.shape(joints)[-2]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,11 +159,11 @@ HIERARCHY_ORDER = _depth_first()
 
 
 def check_joints(joints) -> np.ndarray:
-    """``joints`` as float64 [T, 22, 3], or UserError naming what is wrong."""
+    """``joints`` as float64 [T, 22, 3] (or KIT's [T, 21, 3]), or UserError naming what is wrong."""
     joints = np.asarray(joints)
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or joints.shape[0] < 1:
+    if joints.ndim != 3 or joints.shape[2] != 3 or joints.shape[1] not in SKELETONS or joints.shape[0] < 1:
         raise UserError(f"joints must be positions [T, {NUM_JOINTS}, 3] with T >= 1, got shape "
-                        f"{tuple(joints.shape)}; pass HumanML3D joints (frames, joints, xyz)")
+                        f"{tuple(joints.shape)}; pass HumanML3D joints (frames, joints, xyz), or KIT's 21")
     if not np.issubdtype(joints.dtype, np.number) or np.iscomplexobj(joints):
         raise UserError(f"joints must be real numbers, got dtype {joints.dtype}")
     joints = joints.astype(np.float64)
@@ -245,17 +293,18 @@ def rest_offsets(joints: np.ndarray) -> np.ndarray:
     each group (left minus right child along +x, upper child in the xy plane).
     """
     joints = check_joints(joints)
-    parents = np.array(PARENTS)
+    sk = skeleton_of(joints)
+    parents = np.array(sk.parents)
     lengths = np.median(np.linalg.norm(joints[:, 1:] - joints[:, parents[1:]], axis=-1), axis=0)
     lengths = np.concatenate([[0.0], lengths])
-    short = [JOINT_NAMES[b] for b in range(1, NUM_JOINTS) if lengths[b] < 1e-6]
+    short = [sk.names[b] for b in range(1, sk.num_joints) if lengths[b] < 1e-6]
     if short:
         raise UserError(f"bones ending at {', '.join(short)} have zero length in this clip; pass "
                         f"joint positions of a real skeleton (HumanML3D's 22 joints in metres)")
-    offsets = np.zeros((NUM_JOINTS, 3))
-    for joint, direction in TPOSE_DIRECTIONS.items():
+    offsets = np.zeros((sk.num_joints, 3))
+    for joint, direction in sk.tpose_directions.items():
         offsets[joint] = np.asarray(direction, dtype=np.float64) * lengths[joint]
-    for parent, (left, right, upper) in RIGID_GROUPS.items():
+    for parent, (left, right, upper) in sk.rigid_groups.items():
         frames = _frame(joints[:, left] - joints[:, right], joints[:, upper] - joints[:, parent])
         for child in (left, right, upper):
             local = np.einsum("tji,tj->ti", frames, joints[:, child] - joints[:, parent])
@@ -267,19 +316,20 @@ def fit_rotations(joints: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Local rotations [T, 22, 3, 3] whose forward kinematics from ``offsets`` (metres) and the
     root positions ``joints[:, 0]`` best reproduce ``joints`` [T, 22, 3] (see module docs)."""
     joints = check_joints(joints)
+    sk = skeleton_of(joints)
     frames = len(joints)
-    local = np.tile(np.eye(3), (frames, NUM_JOINTS, 1, 1))
+    local = np.tile(np.eye(3), (frames, sk.num_joints, 1, 1))
     world = np.empty_like(local)
     solved = np.empty_like(joints)       # positions as forward kinematics will place them
     solved[:, 0] = joints[:, 0]
-    for joint in HIERARCHY_ORDER:
-        parent_world = world[:, PARENTS[joint]] if joint else np.broadcast_to(np.eye(3),
-                                                                             (frames, 3, 3))
-        children = CHILDREN[joint]
+    for joint in sk.hierarchy_order:
+        parent_world = world[:, sk.parents[joint]] if joint else np.broadcast_to(np.eye(3),
+                                                                                (frames, 3, 3))
+        children = sk.children[joint]
         # Observed child bones in the parent's frame: W_parent^T (child - joint).
         target = np.einsum("tji,tkj->tki", parent_world,
                            joints[:, list(children)] - solved[:, joint, None])
-        if joint in RIGID_GROUPS:
+        if joint in sk.rigid_groups:
             local[:, joint] = kabsch(offsets[list(children)], target)
         elif len(children) == 1:
             local[:, joint] = swing(offsets[children[0]], target[:, 0])
@@ -292,13 +342,14 @@ def fit_rotations(joints: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def forward_kinematics(offsets: np.ndarray, root: np.ndarray, local: np.ndarray) -> np.ndarray:
     """Joint positions [T, 22, 3] from OFFSETs [22, 3], root positions [T, 3] and local rotations
     [T, 22, 3, 3]: p_j = p_parent + W_parent offset_j, W_j = W_parent L_j."""
+    sk = skeleton_of(offsets)
     world = np.empty_like(local)
     positions = np.empty(local.shape[:2] + (3,))
-    for joint in HIERARCHY_ORDER:
+    for joint in sk.hierarchy_order:
         if joint == 0:
             world[:, 0], positions[:, 0] = local[:, 0], root + offsets[0]
             continue
-        parent = PARENTS[joint]
+        parent = sk.parents[joint]
         world[:, joint] = world[:, parent] @ local[:, joint]
         positions[:, joint] = positions[:, parent] + world[:, parent] @ offsets[joint]
     return positions
@@ -324,15 +375,16 @@ def bvh_frames(joints, *, loop: bool = False, in_place: bool = False,
     return joints
 
 
-def joint_orders(rotation_order: str | None = None) -> tuple[str, ...]:
-    """Each joint's Euler channel order: ROTATION_ORDERS, or ``rotation_order`` for all joints."""
+def joint_orders(rotation_order: str | None = None, skeleton: BvhSkeleton = HUMANML_BVH) -> tuple[str, ...]:
+    """Each joint's Euler channel order: the skeleton's own (ROTATION_ORDERS for HumanML3D), or
+    ``rotation_order`` for all joints."""
     if rotation_order is None:
-        return ROTATION_ORDERS
+        return skeleton.rotation_orders
     order = str(rotation_order).upper()
     if order not in EULER_ORDERS:
         raise UserError(f"unknown rotation order {rotation_order!r}; choose one of "
                         f"{', '.join(EULER_ORDERS)} or None (per-joint orders)")
-    return (order,) * NUM_JOINTS
+    return (order,) * skeleton.num_joints
 
 
 def bvh_channels(joints, *, loop: bool = False, in_place: bool = False,
@@ -343,13 +395,14 @@ def bvh_channels(joints, *, loop: bool = False, in_place: bool = False,
     angles [F, 22, 3] in degrees, each joint's listed in its order from ``joint_orders``)."""
     if unit not in UNITS:
         raise UserError(f"unknown BVH unit {unit!r}; choose one of {', '.join(UNITS)}")
-    orders = joint_orders(rotation_order)
     frames = bvh_frames(joints, loop=loop, in_place=in_place, closing_frame=closing_frame)
+    sk = skeleton_of(frames)
+    orders = joint_orders(rotation_order, sk)
     offsets = rest_offsets(frames)
     local = fit_rotations(frames, offsets)
     euler = np.zeros(local.shape[:2] + (3,))
     for order in set(orders):
-        chosen = [j for j in range(NUM_JOINTS) if orders[j] == order and CHILDREN[j]]
+        chosen = [j for j in range(sk.num_joints) if orders[j] == order and sk.children[j]]
         euler[:, chosen] = np.degrees(euler_from_matrices(local[:, chosen], order))
     scale = UNITS[unit]
     return offsets * scale, frames[:, 0] * scale, euler   # end joints move nothing: left at 0
@@ -371,30 +424,31 @@ def bvh_text(joints, fps: float = FPS, *, loop: bool = False, in_place: bool = F
     offsets, root, euler = bvh_channels(joints, loop=loop, in_place=in_place,
                                         closing_frame=closing_frame, unit=unit,
                                         rotation_order=rotation_order)
-    orders = joint_orders(rotation_order)
+    sk = skeleton_of(offsets)
+    orders = joint_orders(rotation_order, sk)
     lines = ["HIERARCHY"]
 
     def write_joint(joint: int, depth: int) -> None:
         pad = "\t" * depth
         rotations = " ".join(f"{axis}rotation" for axis in orders[joint])
-        lines.append(f"{pad}{'ROOT' if joint == 0 else 'JOINT'} {JOINT_NAMES[joint]}")
+        lines.append(f"{pad}{'ROOT' if joint == 0 else 'JOINT'} {sk.names[joint]}")
         lines.append(f"{pad}{{")
         lines.append(f"{pad}\tOFFSET " + " ".join(_number(v) for v in offsets[joint]))
         if joint == 0:
             lines.append(f"{pad}\tCHANNELS 6 Xposition Yposition Zposition {rotations}")
         else:
             lines.append(f"{pad}\tCHANNELS 3 {rotations}")
-        for child in CHILDREN[joint]:
+        for child in sk.children[joint]:
             write_joint(child, depth + 1)
-        if joint in END_SITES:
-            end = np.asarray(END_SITES[joint]) * UNITS[unit]
+        if joint in sk.end_sites:
+            end = np.asarray(sk.end_sites[joint]) * UNITS[unit]
             lines.extend([f"{pad}\tEnd Site", f"{pad}\t{{",
                           f"{pad}\t\tOFFSET " + " ".join(_number(v) for v in end), f"{pad}\t}}"])
         lines.append(f"{pad}}}")
 
     write_joint(0, 0)
     lines.extend(["MOTION", f"Frames: {len(root)}", f"Frame Time: {1.0 / fps:.8f}"])
-    values = np.concatenate([root, euler[:, list(HIERARCHY_ORDER)].reshape(len(root), -1)], 1)
+    values = np.concatenate([root, euler[:, list(sk.hierarchy_order)].reshape(len(root), -1)], 1)
     lines.extend(" ".join(_number(v) for v in row) for row in values)
     return "\n".join(lines) + "\n"
 

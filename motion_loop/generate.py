@@ -429,10 +429,10 @@ def run(args) -> dict:
     safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=normalizer)
     sampling_s = time.perf_counter() - started
     skating = None
-    if kit and (args.foot_lock or args.bvh):
-        # Foot contacts and the BVH skeleton are written for HumanML3D's 22 joints.
-        print("KIT model: foot locking and BVH export apply to HumanML3D skeletons only; skipped")
-        args.foot_lock = args.bvh = False
+    if kit and args.foot_lock:
+        # The foot locker's contacts and leg IK are written for HumanML3D's 22-joint legs.
+        print("KIT model: foot locking applies to HumanML3D skeletons only; skipped")
+        args.foot_lock = False
     if args.foot_lock:
         from motion_loop.foot_lock import lock_feet, toe_contacts
         from motion_loop.metrics import foot_skating_ratio

@@ -64,6 +64,15 @@ KIT_KINEMATIC_CHAIN = (
     (3, 5, 6, 7),
     (3, 8, 9, 10),
 )
+KIT_JOINT_NAMES = (
+    "pelvis", "spine", "chest", "neck", "head",
+    "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
+    "right_hip", "right_knee", "right_ankle", "right_foot", "right_toe",
+    "left_hip", "left_knee", "left_ankle", "left_foot", "left_toe",
+)
+KIT_PARENTS = (-1, 0, 1, 2, 3, 3, 5, 6, 3, 8, 9, 0, 11, 12, 13, 14, 0, 16, 17, 18, 19)
+KIT_LEFT_FOOT = (19, 20)   # MDM's fid_l (foot, toe)
+KIT_RIGHT_FOOT = (14, 15)
 # KIT positions are in the dataset's own units (root height about 560-1000); MDM draws them scaled
 # by 0.003 where it draws HumanML3D metres by 1.3, so one KIT unit is drawn as 0.003 / 1.3 metres.
 KIT_METRES_PER_UNIT = 0.003 / 1.3

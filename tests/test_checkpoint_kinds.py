@@ -83,3 +83,18 @@ def test_a_loop_is_sampled_with_every_checkpoint_kind(kind, assets, tmp_path, ca
     features = np.load(out_dir / "features.npy")
     assert features.shape == (1, frames, config.n_feats)
     assert run["seam_reports"] and len(run["seam_reports"]) == 1
+    bvh = (out_dir / "sample00_rep00.bvh").read_text()
+    assert f"Frame Time: {1 / fps:.8f}" in bvh and bvh.count("JOINT ") == joints - 1
+
+
+def test_a_kit_motion_renders_with_its_own_chains(tmp_path):
+    from motion_loop.render import render_frames, render_motion
+    from motion_loop.skeleton import KIT_KINEMATIC_CHAIN
+    from test_export import kit_clip
+
+    joints = kit_clip(12)
+    path = render_motion(joints, tmp_path / "kit.gif", "kit")
+    assert path.is_file() and path.stat().st_size > 1000
+    frames = list(render_frames([joints], figsize=(2, 2), dpi=50))
+    assert len(frames) == 12 and frames[0].std() > 0
+    assert max(max(chain) for chain in KIT_KINEMATIC_CHAIN) == 20

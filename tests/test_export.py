@@ -379,7 +379,7 @@ def test_write_is_atomic_and_never_overwrites(tmp_path):
 
 
 @pytest.mark.parametrize("bad, kwargs, message", [
-    (np.zeros((10, 21, 3)), {}, r"\[T, 22, 3\]"),
+    (np.zeros((10, 20, 3)), {}, r"\[T, 22, 3\]"),
     (np.zeros((0, 22, 3)), {}, r"\[T, 22, 3\]"),
     (np.zeros((22, 3)), {}, r"\[T, 22, 3\]"),
     ("nan", {}, "NaN"),
@@ -399,3 +399,46 @@ def test_bad_input_raises_one_line_user_error(bad, kwargs, message):
     with pytest.raises(UserError, match=message) as info:
         bvh_text(bad, **kwargs)
     assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# KIT-ML (21 joints)
+
+
+def kit_clip(frames: int = 40) -> np.ndarray:
+    """A KIT motion with rigid bones: forward kinematics of KIT's rest offsets (measured on the
+    official KIT features of ../shared, decoded and scaled to metres) with smooth random joint
+    rotations and a root walking forward."""
+    import torch
+
+    from motion_loop.export import forward_kinematics, matrices_from_euler, rest_offsets
+    from motion_loop.humanml import recover_from_ric
+    from motion_loop.skeleton import KIT_METRES_PER_UNIT
+
+    case = torch.load(shared_path("mdm_reference", "kit_recover_from_ric.pt"), weights_only=True)
+    pose = recover_from_ric(case["features"], 21).numpy()[:1] * KIT_METRES_PER_UNIT
+    offsets = rest_offsets(pose)
+    t = np.linspace(0, 2 * np.pi, frames)[:, None, None]
+    rng = np.random.default_rng(0)
+    angles = 0.4 * np.sin(t + rng.uniform(0, 2 * np.pi, (1, 21, 3)))
+    local = matrices_from_euler(angles, "ZXY")
+    root = np.stack([np.zeros(frames), np.full(frames, 1.0), np.linspace(0, 2, frames)], axis=1)
+    return forward_kinematics(offsets, root, local)
+
+
+def test_kit_bvh_reproduces_the_21_joint_input(tmp_path):
+    from motion_loop.skeleton import KIT_JOINT_NAMES, KIT_PARENTS
+
+    joints = kit_clip()
+    assert joints.shape == (40, 21, 3)
+    text = write_bvh(tmp_path / "kit.bvh", joints, 12.5, loop=True).read_text()
+    bvh = parse_bvh(text)
+    positions, _ = bvh_forward_kinematics(bvh)
+    order = [bvh["names"].index(name) for name in KIT_JOINT_NAMES]
+    error = np.abs(positions[:, order] - joints).max()
+    print(f"KIT: max FK error {error:.2e} m")
+    assert error < 1e-4
+    assert bvh["names"][0] == "pelvis" and sorted(bvh["names"]) == sorted(KIT_JOINT_NAMES)
+    for j, name in enumerate(KIT_JOINT_NAMES[1:], 1):
+        assert bvh["names"][bvh["parents"][bvh["names"].index(name)]] == KIT_JOINT_NAMES[KIT_PARENTS[j]]
+    assert "Frame Time: 0.08000000" in text  # 12.5 fps
