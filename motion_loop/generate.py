@@ -266,8 +266,7 @@ def load_stats(stats_dir: Path | None, model_path: Path, dataset: str = "humanml
     if stats_dir is None:
         stats_dir = model_path.parent if (model_path.parent / "Mean.npy").is_file() else default
     hint = STATS_HINT if dataset == "humanml" else (
-        f"copy KIT-ML's Mean.npy and Std.npy (251 features; from the KIT-ML release that MDM's README points "
-        f"to) into {KIT_STATS}/ or pass --stats_dir")
+        "run `python prepare/download_kit_stats.py` to fetch KIT-ML's Mean.npy and Std.npy (251 features)")
     from motion_loop.skeleton import KIT_METRES_PER_UNIT
 
     unit = 1 / KIT_METRES_PER_UNIT if dataset == "kit" else 1.0  # dataset units per metre

@@ -323,6 +323,8 @@ def run_script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("script, args", [
     ("download_humanml_stats.py", ["--url", "{url}"]),
+    ("download_kit_stats.py", ["--url", "{url}"]),
+    ("download_distilbert.py", ["--url", "{url}"]),
     ("download_clip.py", ["--url", "{url}/" + "0" * 64 + "/ViT-B-32.pt"]),
     ("download_mdm.py", ["--url", "{url}/humanml_trans_enc_512.zip"]),
     ("download_smpl.py", ["--url", "{url}/smpl.zip"]),
@@ -427,3 +429,100 @@ def test_unexpected_failures_are_one_line(tmp_path, capsys):
     done = subprocess.run([sys.executable, "prepare/download_mdm.py", "--dest", str(tmp_path), "--url", "notaurl"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "unknown url type" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Every MDM text-to-motion release, KIT-ML statistics, DistilBERT
+
+from prepare import download_kit_stats as kit_stats  # noqa: E402
+from prepare.download_distilbert import download_distilbert  # noqa: E402
+from prepare.download_mdm import CHECKPOINTS, RELEASES  # noqa: E402
+
+
+def test_every_text_to_motion_release_has_its_drive_id():
+    assert set(RELEASES) == {"humanml-encoder-512", "humanml-encoder-512-50steps", "humanml-decoder-512",
+                             "humanml-decoder-with-emb-512", "humanml_trans_dec_512_bert-50steps", "kit-encoder-512"}
+    assert RELEASES["humanml_trans_dec_512_bert-50steps"] == "humanml_trans_dec_512_bert"
+    assert len({c.drive_id for c in CHECKPOINTS.values()}) == len(CHECKPOINTS)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{33}", c.drive_id) for c in CHECKPOINTS.values())
+
+
+def test_mdm_release_name_installs_its_folder(tmp_path, served):
+    pytest.importorskip("gdown")
+    root, server = served
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("humanml_trans_dec_512_bert/args.json", json.dumps({"arch": "trans_dec"}))
+        archive.writestr("humanml_trans_dec_512_bert/model000600000.pt", b"weights")
+    (root / "bert.zip").write_bytes(buffer.getvalue())
+    status = download_mdm("humanml_trans_dec_512_bert-50steps", tmp_path / "save", url=f"{server.url}/bert.zip")
+    assert "humanml_trans_dec_512_bert" in status
+    assert (tmp_path / "save" / "humanml_trans_dec_512_bert" / "model000600000.pt").is_file()
+    with pytest.raises(DownloadError, match="unknown model 'humanml-gru'.*kit-encoder-512"):
+        download_mdm("humanml-gru", tmp_path / "save")
+
+
+def kit_stats_bytes(std_value=0.5, shape=(251,)):
+    return (npy_bytes(np.linspace(-1, 1, shape[0]).astype(np.float32)),
+            npy_bytes(np.full(shape, std_value, dtype=np.float32)))
+
+
+def test_kit_stats_from_a_mirror_are_checked(tmp_path, served):
+    root, server = served
+    mean, std = kit_stats_bytes()
+    (root / "Mean.npy").write_bytes(mean)
+    (root / "Std.npy").write_bytes(std)
+    lines = kit_stats.download_kit_stats(tmp_path / "KIT-ML", mirrors=[server.url])
+    assert [line.split(":")[0] for line in lines] == ["KIT-ML Mean.npy", "KIT-ML Std.npy"]
+    assert np.load(tmp_path / "KIT-ML" / "Std.npy").shape == (251,)
+    # HumanML3D's 263-feature files are refused, and nothing is left behind
+    (root / "Mean.npy").write_bytes(npy_bytes(np.zeros(263, dtype=np.float32)))
+    with pytest.raises(DownloadError, match=r"expected float32 \(251,\)"):
+        kit_stats.download_kit_stats(tmp_path / "other", mirrors=[server.url])
+    assert not (tmp_path / "other").exists()
+
+
+def test_kit_stats_are_listed_in_the_drive_folder_and_fetched_alone(tmp_path, served, monkeypatch):
+    """Without a mirror the KIT-ML Drive folder is listed (gdown) and only Mean/Std are fetched."""
+    root, server = served
+    mean, std = kit_stats_bytes()
+    (root / "mean-id").write_bytes(mean)
+    (root / "std-id").write_bytes(std)
+
+    class Entry:
+        def __init__(self, id, path):
+            self.id, self.path = id, path
+
+    listed = [Entry("mean-id", "Mean.npy"), Entry("std-id", "Std.npy"), Entry("big", "new_joints.rar"),
+              Entry("nested", "texts/Mean.npy")]
+    monkeypatch.setattr(kit_stats, "probe", lambda url, timeout: None)
+    monkeypatch.setattr(kit_stats, "drive_url", lambda file_id: f"{server.url}/{file_id}")
+    gdown = pytest.importorskip("gdown")
+    monkeypatch.setattr(gdown, "download_folder", lambda **kwargs: listed if kwargs["skip_download"] else None)
+    assert kit_stats.drive_folder_files() == {"Mean.npy": "mean-id", "Std.npy": "std-id", "new_joints.rar": "big"}
+    lines = kit_stats.download_kit_stats(tmp_path / "KIT-ML")
+    assert all("downloaded" in line for line in lines)
+    assert sorted(p.name for p in (tmp_path / "KIT-ML").iterdir()) == ["Mean.npy", "Std.npy"]
+
+
+def distilbert_files(root: Path, layers: int = 6) -> None:
+    from safetensors.torch import save_file
+    import torch
+
+    (root / "config.json").write_text(json.dumps({"model_type": "distilbert", "dim": 768}))
+    (root / "tokenizer_config.json").write_text("{}")
+    (root / "tokenizer.json").write_text("{}")
+    (root / "vocab.txt").write_text("\n".join(f"w{i}" for i in range(30522)) + "\n")
+    save_file({f"transformer.layer.{layers - 1}.output_layer_norm.weight": torch.ones(2)},
+              str(root / "model.safetensors"))
+
+
+def test_distilbert_files_are_fetched_and_checked(tmp_path, served):
+    root, server = served
+    distilbert_files(root)
+    lines = download_distilbert(tmp_path / "bert", base_url=server.url)
+    assert len(lines) == 5 and all("downloaded" in line for line in lines)
+    assert all("already present" in line for line in download_distilbert(tmp_path / "bert", base_url=server.url))
+    distilbert_files(root, layers=4)  # a smaller model's weights are refused
+    with pytest.raises(DownloadError, match="not a 6-layer DistilBERT"):
+        download_distilbert(tmp_path / "bert2", base_url=server.url)
