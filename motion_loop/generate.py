@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "never replaced")
     g.add_argument("--clip_weights", type=Path, default=None,
                    help="CLIP ViT-B-32.pt for CLIP models (default ~/.cache/clip/ViT-B-32.pt)")
+    g.add_argument("--emb_trans_dec_legacy", action=argparse.BooleanOptionalAction, default=None,
+                   help="for trans_dec models with emb_trans_dec: prepend the time+text token of the 2022 code "
+                        "(--emb_trans_dec_legacy) or the time token of the 2025 code (--no-emb_trans_dec_legacy) "
+                        "(default: 2022 when args.json has no text_encoder_type, as the 2022 releases)")
     g.add_argument("--bert_dir", type=Path, default=None,
                    help="DistilBERT files for MDM+DistilBERT models (default deps/distilbert-base-uncased, "
                         "from prepare/download_distilbert.py)")
@@ -384,7 +388,7 @@ def run(args) -> dict:
         motions, frames, videos=args.render, bvh=args.bvh,
         video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
     print(f"model: {model_path} ({why})")
-    loaded = load_model(model_path, device, verbose=True)
+    loaded = load_model(model_path, device, verbose=True, emb_trans_dec_legacy=args.emb_trans_dec_legacy)
     safety.check_weights(loaded.model, model_path)
     config = loaded.config
     kit = config.dataset == "kit"

@@ -501,13 +501,15 @@ def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint")
     model.load_state_dict(state, strict=False)  # strictness checked above; pe buffers stay recomputed
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu", *, verbose: bool = False) -> LoadedModel:
+def load_model(path: str | Path, device: torch.device | str = "cpu", *, verbose: bool = False,
+               emb_trans_dec_legacy: bool | None = None) -> LoadedModel:
     """Load an MDM checkpoint (``model*.pt`` with ``args.json`` beside it), in eval mode on ``device``.
 
     Accepts a plain state dict or ``{'model', 'model_avg'}`` (``model_avg`` is used
     when args ``use_ema``). Official args files do not give ``ff_size``; it is then read off the
     checkpoint (1024 in every official release; MDM hard-codes it). ``verbose`` prints the
-    architecture and text encoder (:meth:`MDMConfig.describe`).
+    architecture and text encoder (:meth:`MDMConfig.describe`). ``emb_trans_dec_legacy`` overrides
+    the rule of :func:`emb_trans_dec_legacy_from_args` (None: follow it).
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -518,6 +520,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", *, verbose:
             "(e.g. save/humanml_trans_enc_512/model000200000.pt)"
         )
     args = read_args(path)
+    if emb_trans_dec_legacy is not None:
+        args = {**args, "emb_trans_dec_legacy": emb_trans_dec_legacy}
     MDMConfig.from_args(args)  # refuse unsupported kinds (action-to-motion, gru) before reading weights
     state = _select_state(_read_checkpoint(path), path, bool(args.get("use_ema", False)))
     ff_key = next((k for k in _FF_KEYS if k in state), None)

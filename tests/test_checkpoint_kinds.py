@@ -98,3 +98,68 @@ def test_a_kit_motion_renders_with_its_own_chains(tmp_path):
     frames = list(render_frames([joints], figsize=(2, 2), dpi=50))
     assert len(frames) == 12 and frames[0].std() > 0
     assert max(max(chain) for chain in KIT_KINEMATIC_CHAIN) == 20
+
+
+def sample_argv(path, assets, out_dir, *extra):
+    return ["--model_path", str(path), "--clip_weights", str(assets["clip"]), "--bert_dir", str(assets["bert"]),
+            "--text_prompt", "a person walks forward", "--num_repetitions", "1", "--steps", "3", "--no-progress",
+            "--no-render", "--output_dir", str(out_dir), *extra]
+
+
+def test_bert_model_samples_with_mdm_own_ddpm_sampler(assets, tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "bert", "trans_dec_bert")
+    out = run_ok(sample_argv(path, assets, tmp_path / "out", "--sampler", "ddpm", "--motion_length", "2"), capsys)
+    assert "50 diffusion steps" in out
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["steps"] == 50 and run["frames"] == 40
+
+
+def test_emb_trans_dec_behaviour_can_be_forced_from_the_command_line(assets, tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "emb", "trans_dec_emb_2025")
+    out = run_ok(sample_argv(path, assets, tmp_path / "a", "--emb_trans_dec_legacy"), capsys)
+    assert "2022: time+text token" in out
+    out = run_ok(sample_argv(path, assets, tmp_path / "b"), capsys)
+    assert "2025: time token" in out
+    legacy = np.load(tmp_path / "a" / "features.npy")
+    assert np.abs(legacy - np.load(tmp_path / "b" / "features.npy")).max() > 1e-4
+
+
+def test_missing_distilbert_and_kit_statistics_are_one_line_errors(assets, tmp_path, capsys):
+    from test_generate import run_error
+
+    bert = make_checkpoint(tmp_path / "bert", "trans_dec_bert")
+    argv = sample_argv(bert, assets, tmp_path / "out")
+    argv[argv.index("--bert_dir") + 1] = str(tmp_path / "nowhere")
+    assert "prepare/download_distilbert.py" in run_error(argv, capsys)
+    kit = make_checkpoint(tmp_path / "kit", "kit_trans_enc")
+    for name in ("Mean.npy", "Std.npy"):
+        (kit.parent / name).unlink()
+    line = run_error(sample_argv(kit, assets, tmp_path / "out2", "--stats_dir", str(tmp_path / "none")), capsys)
+    assert "prepare/download_kit_stats.py" in line
+    # HumanML3D's statistics do not fit a KIT model
+    (tmp_path / "hml").mkdir()
+    np.save(tmp_path / "hml" / "Mean.npy", np.zeros(263, np.float32))
+    np.save(tmp_path / "hml" / "Std.npy", np.ones(263, np.float32))
+    line = run_error(sample_argv(kit, assets, tmp_path / "out3", "--stats_dir", str(tmp_path / "hml")), capsys)
+    assert "expected float (251,)" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny_trans_dec", "tiny_trans_dec_emb", "tiny_trans_dec_bert", "tiny_kit_trans_enc"])
+def test_a_loop_is_sampled_with_the_official_tiny_checkpoints(name, assets, tmp_path, capsys):
+    """The folders the official MDM code wrote (../shared/mdm_reference), as a user would pass them."""
+    import shutil
+
+    from conftest import shared_path
+
+    folder = tmp_path / name
+    shutil.copytree(shared_path("mdm_reference", name), folder)
+    config = load_model(folder / "model000000100.pt").config
+    rng = np.random.default_rng(0)
+    np.save(folder / "Mean.npy", (0.1 * rng.standard_normal(config.n_feats)).astype(np.float32))
+    np.save(folder / "Std.npy", (0.05 + 0.1 * rng.random(config.n_feats)).astype(np.float32))
+    run_ok(sample_argv(folder / "model000000100.pt", assets, tmp_path / "out", "--loop", "--motion_length", "3"),
+           capsys)
+    results = np.load(tmp_path / "out" / "results.npy", allow_pickle=True).item()
+    assert results["motion"].shape[1] == (21 if config.dataset == "kit" else 22)
+    assert np.isfinite(results["motion"]).all()
