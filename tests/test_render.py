@@ -102,7 +102,7 @@ def test_tile_loop_rejects_bad_cycles(cycles):
 
 def test_tile_loop_rejects_bad_shape():
     with pytest.raises(UserError, match=r"\[T, 22, 3\]"):
-        tile_loop(np.zeros((10, 21, 3)), 2)
+        tile_loop(np.zeros((10, 20, 3)), 2)
 
 
 # ---------------------------------------------------------------------------------------------
