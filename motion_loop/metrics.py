@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .skeleton import FPS, LEFT_FOOT, NUM_JOINTS, RIGHT_FOOT
+from .skeleton import FPS, KIT_NUM_JOINTS, LEFT_FOOT, NUM_JOINTS, RIGHT_FOOT
 
 # FlowMDM (utils/metrics.py): mean per-frame jerk of HumanML3D's ground truth, m/frame^3, and the
 # window around each transition (frames) used for HumanML3D (30 for BABEL).
@@ -44,12 +44,14 @@ def _as_joints(joints, min_frames: int) -> np.ndarray:
     return array
 
 
-def _humanml_motion(joints, min_frames: int, fps: float, what: str) -> np.ndarray:
-    """One HumanML3D motion `[T >= min_frames, 22, 3]`, finite, at a positive finite fps."""
+def _humanml_motion(joints, min_frames: int, fps: float, what: str,
+                    joint_counts: tuple[int, ...] = (NUM_JOINTS,)) -> np.ndarray:
+    """One HumanML3D motion `[T >= min_frames, 22, 3]` (or another of ``joint_counts`` joints, e.g.
+    KIT's 21 where the metric does not look at particular joints), finite, at a positive finite fps."""
     if not (isinstance(fps, (int, float, np.number)) and np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
     array = _as_joints(joints, min_frames)
-    if array.ndim != 3 or array.shape[1] != NUM_JOINTS:
+    if array.ndim != 3 or array.shape[1] not in joint_counts:
         raise ValueError(f"expected {what} [T, {NUM_JOINTS}, 3] (HumanML3D joints), got {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError(f"the {what} holds NaN or infinite joint positions")
@@ -215,7 +217,7 @@ def loop_seam_report(joints, fps: float = FPS) -> SeamReport:
     (a smooth loop's seam can land anywhere in its cycle, so 0.5 .. 2 is normal); a clip wrapped around
     with a pose jump scores far above (10 .. 1000).
     """
-    joints = _humanml_motion(joints, 10, fps, "loop")
+    joints = _humanml_motion(joints, 10, fps, "loop", (NUM_JOINTS, KIT_NUM_JOINTS))  # every joint counts alike
     frames = joints.shape[0]
     half = frames // 2
     sequence = np.concatenate([joints[half:], _next_repetition(joints)[:half]])

@@ -206,4 +206,9 @@ def test_metrics_reject_nan_bad_fps_and_wrong_joint_count(metric, frames):
         with pytest.raises(ValueError, match="fps must be a positive"):
             metric(joints, fps)
     with pytest.raises(ValueError, match="22, 3"):
+        metric(joints[:, :20], 20.0)
+    if metric is foot_skating_ratio:  # it reads HumanML3D's toe joints
+        with pytest.raises(ValueError, match="22, 3"):
+            metric(joints[:, :21], 20.0)
+    else:  # the seam report treats every joint alike: KIT's 21 joints are fine
         metric(joints[:, :21], 20.0)
