@@ -372,10 +372,36 @@ def decode(features: torch.Tensor, normalizer, dataset: str = "humanml") -> tupl
 # The run
 
 
-def run(args) -> dict:
-    from motion_loop.diffusion import MDMDenoiser
+def cached_model(cache: dict | None, model_path: Path, device: torch.device, args):
+    """The checkpoint loaded once per ``cache`` (a server such as motion_loop.app keeps one); None loads it."""
     from motion_loop.mdm import load_model
-    from motion_loop.text_encoders import CaptionBank, text_encoder_for
+
+    key = ("model", str(model_path), str(device), args.emb_trans_dec_legacy)
+    return _cached(cache, key, lambda: load_model(model_path, device, verbose=True,
+                                                  emb_trans_dec_legacy=args.emb_trans_dec_legacy))
+
+
+def cached_text_encoder(cache: dict | None, loaded, model_path: Path, device: torch.device, args):
+    """The model's text encoder (CLIP, MiniLM, caption bank) loaded once per ``cache``."""
+    from motion_loop.text_encoders import text_encoder_for
+
+    key = ("text", str(model_path), str(device), str(args.clip_weights), args.caption_bank, str(args.bert_dir))
+    return _cached(cache, key, lambda: text_encoder_for(loaded, clip_weights=args.clip_weights, device=device,
+                                                        caption_bank=args.caption_bank, bert_dir=args.bert_dir))
+
+
+def _cached(cache: dict | None, key, make):
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def run(args, cache: dict | None = None) -> dict:
+    """One run of ``python -m sample``; ``cache`` keeps the model and text encoder between runs."""
+    from motion_loop.diffusion import MDMDenoiser
+    from motion_loop.text_encoders import CaptionBank
 
     prompts = read_prompts(args)
     check_numbers(args)
@@ -388,7 +414,7 @@ def run(args) -> dict:
         motions, frames, videos=args.render, bvh=args.bvh,
         video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
     print(f"model: {model_path} ({why})")
-    loaded = load_model(model_path, device, verbose=True, emb_trans_dec_legacy=args.emb_trans_dec_legacy)
+    loaded = cached_model(cache, model_path, device, args)
     safety.check_weights(loaded.model, model_path)
     config = loaded.config
     kit = config.dataset == "kit"
@@ -403,8 +429,7 @@ def run(args) -> dict:
     if args.loop and plan.frames != requested:
         print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
     normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
-    text_encoder = text_encoder_for(loaded, clip_weights=args.clip_weights, device=device,
-                                    caption_bank=args.caption_bank, bert_dir=args.bert_dir)
+    text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
     read_as = None
     if isinstance(text_encoder, CaptionBank):
         nearest = text_encoder.nearest(prompts)
