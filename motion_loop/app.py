@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class Outcome:
+    folder: Path
     video: str | None
     report: str
     files: list[str]
@@ -113,7 +114,7 @@ class Demo:
         log = io.StringIO()
         with contextlib.redirect_stdout(_Tee(log, sys.stdout)):
             result = generate.run(args, self.cache)
-        return Outcome(self.video(result), report(result["metadata"]), downloads(result["written"]), log.getvalue())
+        return Outcome(result["output_dir"], self.video(result), report(result["metadata"]), downloads(result["written"]), log.getvalue())
 
     def fresh_folder(self, args) -> Path:
         """``python -m sample``'s folder name under --output_root, numbered when taken (nothing is overwritten)."""
@@ -223,11 +224,11 @@ def build_page(demo: Demo, loaded: str):
                                             elem_id="repetitions")
                 go = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Markdown("", elem_id="status")
+                log = gr.Textbox(label="Log", lines=6, max_lines=12, interactive=False, elem_id="log")
             with gr.Column(scale=1):
-                video = gr.Video(label="Loop", autoplay=True, loop=True, interactive=False, elem_id="video")
+                video = gr.Video(label="Loop", autoplay=True, loop=True, interactive=False, height=420, elem_id="video")
                 seam = gr.Markdown("", elem_id="report")
                 files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
-                log = gr.Textbox(label="Log", lines=6, max_lines=12, interactive=False, elem_id="log")
 
         def on_generate(prompt, seconds, loop, seed, steps, guidance, repetitions, progress=gr.Progress(track_tqdm=True)):
             progress(0, desc="queued")
@@ -238,10 +239,12 @@ def build_page(demo: Demo, loaded: str):
             except Exception as err:  # the page gets one line, the server's log the traceback
                 traceback.print_exc()
                 return None, "", None, "", f"**error:** the run failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); the server's log has the details"
-            return out.video, out.report, out.files, out.log, "done"
+            folder = out.folder.relative_to(Path.cwd()) if out.folder.is_relative_to(Path.cwd()) else out.folder
+            return out.video, out.report, out.files, out.log, f"done: wrote `{folder}`"
 
         go.click(on_generate, [prompt, seconds, loop, seed, steps, guidance, repetitions],
-                 [video, seam, files, log, status], concurrency_limit=1, concurrency_id="model")
+                 [video, seam, files, log, status], concurrency_limit=1, concurrency_id="model",
+                 show_progress_on=[video])  # the bar (sampling steps, then rendering) where the loop will play
     return page
 
 
@@ -260,9 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         demo.output_root.mkdir(parents=True, exist_ok=True)
         page = build_page(demo, loaded)
         page.queue(default_concurrency_limit=1)  # one request at a time; the others wait in the queue
-        page.launch(server_name=options.host, server_port=options.port, share=options.share,
-                    allowed_paths=[str(demo.output_root)], show_error=False, inbrowser=False,
-                    ssr_mode=False, mcp_server=False, pwa=False, theme=gradio.themes.Default())
+        try:
+            page.launch(server_name=options.host, server_port=options.port, share=options.share,
+                        allowed_paths=[str(demo.output_root)], show_error=False, inbrowser=False,
+                        ssr_mode=False, mcp_server=False, pwa=False, run_history=False, theme=gradio.themes.Default())
+        except OSError as err:
+            raise UserError(f"cannot listen on {options.host}:{options.port} (the port is taken or the address is not "
+                            f"this machine's): pass another --port or --host") from None
 
     return run_cli(job, interrupted="stopped the web demo; finished requests are complete in --output_root")
 

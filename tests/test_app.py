@@ -92,6 +92,19 @@ def test_missing_model_is_one_line_before_anything_starts(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_taken_port_is_one_line(tiny, tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["--model_path", str(tiny["model"]), "--clip_weights", str(tiny["clip"]),
+                "--output_root", str(tmp_path / "out"), "--port", str(port)]
+        assert app.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: cannot listen on 127.0.0.1:{port} (the port is taken or the address is not this machine's): " \
+                  "pass another --port or --host"
+
+
 # ----------------------------------------------------------------------------------------------
 # The page in a real browser
 
@@ -194,7 +207,7 @@ def test_page_plays_the_loop_and_serves_the_downloads(browser, server):
     assert driver.execute_script(video_state)["error"] is None
     report = find("#report").text
     assert "Seam report" in report and "jerk" in report
-    assert find("#status").text == "done"
+    assert find("#status").text.startswith("done: wrote ") and find("#status").text.endswith("walks_forward")
 
     folder = out / "samples_ckpt_000000007_seed10_a_person_walks_forward"
     links = _wait(lambda: {Path(a.get_attribute("href")).name: a.get_attribute("href")
