@@ -207,7 +207,7 @@ def test_page_plays_the_loop_and_serves_the_downloads(browser, server):
     assert driver.execute_script(video_state)["error"] is None
     report = find("#report").text
     assert "Seam report" in report and "jerk" in report
-    assert find("#status").text.startswith("done: wrote ") and find("#status").text.endswith("walks_forward")
+    assert find("#status").text.startswith("done: wrote") and find("#status").text.endswith("walks_forward")
 
     folder = out / "samples_ckpt_000000007_seed10_a_person_walks_forward"
     links = _wait(lambda: {Path(a.get_attribute("href")).name: a.get_attribute("href")
