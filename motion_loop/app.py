@@ -77,6 +77,7 @@ class Demo:
         self.defaults = generate.build_parser().parse_args([])
         self.cache: dict = {}
         self.output_root = options.output_root.resolve()
+        self.model_path: Path | None = None  # fixed at load: a checkpoint appearing later does not swap models
 
     def load(self) -> str:
         """Load the model and its text encoder once (startup); a word on which model it is."""
@@ -88,7 +89,7 @@ class Demo:
             raise UserError(f"{model_path} is a {loaded.config.dataset} model: the demo decodes HumanML3D models")
         generate.load_stats(args.stats_dir, model_path)  # missing Mean/Std: fail now, not at the first request
         generate.cached_text_encoder(self.cache, loaded, model_path, device, args)
-        self.model_path, self.max_seconds = model_path, loaded.config.max_frames / 20.0
+        self.model_path = model_path
         return f"{model_path.parent.name}/{model_path.name} ({why.split(' (')[0]}) on {device}"
 
     def sample_args(self, **values) -> argparse.Namespace:
@@ -96,6 +97,7 @@ class Demo:
         args = argparse.Namespace(**vars(self.defaults))
         for name in ("model_path", "device", "clip_weights", "stats_dir", "caption_bank"):
             setattr(args, name, getattr(self.options, name))
+        args.model_path = self.model_path or args.model_path
         for name, value in values.items():
             setattr(args, name, value)
         return args
@@ -114,12 +116,12 @@ class Demo:
         log = io.StringIO()
         with contextlib.redirect_stdout(_Tee(log, sys.stdout)):
             result = generate.run(args, self.cache)
-        return Outcome(result["output_dir"], self.video(result), report(result["metadata"]), downloads(result["written"]), log.getvalue())
+        return Outcome(result["output_dir"], self.video(result), report(result["metadata"]),
+                       downloads(result["written"]), log.getvalue())
 
     def fresh_folder(self, args) -> Path:
         """``python -m sample``'s folder name under --output_root, numbered when taken (nothing is overwritten)."""
-        model_path, _ = generate.resolve_model_path(args.model_path)
-        name = generate.default_output_dir(model_path, args.seed, args.text_prompt).name
+        name = generate.default_output_dir(args.model_path, args.seed, args.text_prompt).name
         out, k = self.output_root / name, 2
         while out.exists():
             out, k = self.output_root / f"{name}_{k}", k + 1

@@ -78,6 +78,13 @@ def test_bad_input_gets_the_clis_message_and_writes_nothing(demo, tmp_path, valu
     assert not list((tmp_path / "out").glob("*/*"))
 
 
+def test_one_request_at_a_time_per_model(demo):
+    page = app.build_page(demo, "tiny")
+    runs = [fn for fn in page.fns.values() if fn.fn is not None and fn.name == "on_generate"]
+    assert len(runs) == 1 and runs[0].concurrency_limit == 1 and runs[0].concurrency_id == "model"
+    assert runs[0].queue is not False  # the page's queue holds the others
+
+
 def test_smpl_parameters_are_offered_when_a_run_writes_them():
     written = {n: Path("/o") / n for n in ("run.json", "sample00_rep00_smpl.npz", "results.npy", "sample00_rep00.bvh",
                                            "sample00_rep00.mp4", "results.txt")}
