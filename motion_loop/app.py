@@ -34,6 +34,9 @@ MIN_SECONDS, MAX_APP_SECONDS = 1.0, 60.0  # the page's slider; the CLI's checks 
 # (the SMPL parameters of issue 16, e.g. sample00_rep00_smpl.npz) is offered after them.
 DOWNLOADS = (".bvh", "results.npy", "features.npy", "run.json")
 DOWNLOAD_EXTRA = ("smpl",)
+EXAMPLES = ("a person walks forward", "a person runs forwards quickly", "a person does jumping jacks",
+            "a person marches in place", "a person waves goodbye with both hands", "a person walks in a circle",
+            "a person performs full squats with their hands behind their head")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +80,6 @@ class Demo:
         self.defaults = generate.build_parser().parse_args([])
         self.cache: dict = {}
         self.output_root = options.output_root.resolve()
-        self.model_path: Path | None = None  # fixed at load: a checkpoint appearing later does not swap models
 
     def load(self) -> str:
         """Load the model and its text encoder once (startup); a word on which model it is."""
@@ -89,7 +91,6 @@ class Demo:
             raise UserError(f"{model_path} is a {loaded.config.dataset} model: the demo decodes HumanML3D models")
         generate.load_stats(args.stats_dir, model_path)  # missing Mean/Std: fail now, not at the first request
         generate.cached_text_encoder(self.cache, loaded, model_path, device, args)
-        self.model_path = model_path
         return f"{model_path.parent.name}/{model_path.name} ({why.split(' (')[0]}) on {device}"
 
     def sample_args(self, **values) -> argparse.Namespace:
@@ -97,7 +98,6 @@ class Demo:
         args = argparse.Namespace(**vars(self.defaults))
         for name in ("model_path", "device", "clip_weights", "stats_dir", "caption_bank"):
             setattr(args, name, getattr(self.options, name))
-        args.model_path = self.model_path or args.model_path
         for name, value in values.items():
             setattr(args, name, value)
         return args
@@ -121,7 +121,8 @@ class Demo:
 
     def fresh_folder(self, args) -> Path:
         """``python -m sample``'s folder name under --output_root, numbered when taken (nothing is overwritten)."""
-        name = generate.default_output_dir(args.model_path, args.seed, args.text_prompt).name
+        model_path, _ = generate.resolve_model_path(args.model_path)  # as run() resolves it (run.json says why)
+        name = generate.default_output_dir(model_path, args.seed, args.text_prompt).name
         out, k = self.output_root / name, 2
         while out.exists():
             out, k = self.output_root / f"{name}_{k}", k + 1
@@ -225,6 +226,7 @@ def build_page(demo: Demo, loaded: str):
                     repetitions = gr.Number(value=1, precision=0, label="Samples (side by side)",
                                             elem_id="repetitions")
                 go = gr.Button("Generate", variant="primary", elem_id="generate")
+                gr.Examples([[e] for e in EXAMPLES], [prompt], label="Try")
                 status = gr.Markdown("", elem_id="status")
                 log = gr.Textbox(label="Log", lines=6, max_lines=12, interactive=False, elem_id="log")
             with gr.Column(scale=1):

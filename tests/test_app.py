@@ -85,6 +85,20 @@ def test_one_request_at_a_time_per_model(demo):
     assert runs[0].queue is not False  # the page's queue holds the others
 
 
+def test_an_internal_failure_is_one_line_in_the_page_not_a_traceback(demo, monkeypatch, capsys):
+    def boom(args, cache=None):
+        raise RuntimeError("out of memory\n  at some frame")
+
+    monkeypatch.setattr(app.generate, "run", boom)
+    page = app.build_page(demo, "tiny")
+    on_generate = next(fn.fn for fn in page.fns.values() if fn.name == "on_generate")
+    video, report, files, log, status = on_generate("a person walks forward", 2.0, True, 10, 3, 2.5, 1,
+                                                    progress=lambda *a, **k: None)
+    assert (video, files) == (None, None)
+    assert status.startswith("**error:** the run failed (RuntimeError: out of memory)") and "\n" not in status
+    assert "Traceback" in capsys.readouterr().err  # the details go to the server's log
+
+
 def test_smpl_parameters_are_offered_when_a_run_writes_them():
     written = {n: Path("/o") / n for n in ("run.json", "sample00_rep00_smpl.npz", "results.npy", "sample00_rep00.bvh",
                                            "sample00_rep00.mp4", "results.txt")}
