@@ -39,9 +39,14 @@ EXAMPLES = ("a person walks forward", "a person runs forwards quickly", "a perso
             "a person performs full squats with their hands behind their head")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as python -m sample
+        self.exit(2, f"error: {message} (see python -m motion_loop.app --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m motion_loop.app", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="python -m motion_loop.app", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the whole network)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")

@@ -41,6 +41,14 @@ def test_listens_on_this_machine_only_and_shares_nothing_by_default():
     assert app.build_parser().parse_args(["--host", "0.0.0.0", "--share"]).share is True
 
 
+def test_a_bad_flag_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit:
+        app.main(["--port", "seventy"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == ("error: argument --port: invalid int value: 'seventy' "
+                                       "(see python -m motion_loop.app --help)\n")
+
+
 def test_request_writes_a_loop_with_its_report_and_downloads(demo, tmp_path):
     out = demo.request("a person walks forward", 2.0, True, 10, 3, 2.5)
     folder = tmp_path / "out" / "samples_ckpt_000000007_seed10_a_person_walks_forward"
