@@ -91,10 +91,8 @@ class Demo:
         args = self.sample_args()
         device = generate.resolve_device(args.device)
         model_path, why = generate.resolve_model_path(args.model_path)
-        loaded = generate.cached_model(self.cache, model_path, device)
-        if loaded.config.dataset != "humanml":
-            raise UserError(f"{model_path} is a {loaded.config.dataset} model: the demo decodes HumanML3D models")
-        generate.load_stats(args.stats_dir, model_path)  # missing Mean/Std: fail now, not at the first request
+        loaded = generate.cached_model(self.cache, model_path, device, args)
+        generate.load_stats(args.stats_dir, model_path, loaded.config.dataset)  # missing Mean/Std: fail now
         generate.cached_text_encoder(self.cache, loaded, model_path, device, args)
         return f"{model_path.parent.name}/{model_path.name} ({why.split(' (')[0]}) on {device}"
 
