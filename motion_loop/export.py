@@ -345,7 +345,7 @@ def bvh_channels(joints, *, loop: bool = False, in_place: bool = False,
         raise UserError(f"unknown BVH unit {unit!r}; choose one of {', '.join(UNITS)}")
     orders = joint_orders(rotation_order)
     frames = bvh_frames(joints, loop=loop, in_place=in_place, closing_frame=closing_frame)
-    offsets = rest_offsets(frames)
+    offsets = rest_offsets(joints)  # the cycle's own bones: a closing frame does not change them (rigid.py)
     local = fit_rotations(frames, offsets)
     euler = np.zeros(local.shape[:2] + (3,))
     for order in set(orders):
