@@ -32,6 +32,8 @@ frame in ``<name>_obj/frame###.obj``, as MDM's render_mesh writes them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import pickle
 import re
 import sys
@@ -78,7 +80,8 @@ def load_body_model(path: str | Path | None = None, gender: str = "neutral"):
     except ImportError:
         raise UserError("the smplx package is missing: pip install smplx==0.1.28 chumpy-fixed==0.71") from None
     try:
-        model = smplx.SMPL(model_path=str(path), gender=gender, num_betas=NUM_BETAS, dtype=torch.float64)
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning about 10 betas on every load
+            model = smplx.SMPL(model_path=str(path), gender=gender, num_betas=NUM_BETAS, dtype=torch.float64)
     except ModuleNotFoundError as err:
         if "chumpy" in str(err):
             raise UserError(f"{path} stores chumpy arrays: pip install chumpy-fixed==0.71") from None
@@ -191,7 +194,7 @@ def fit_smpl(joints, model, *, gender: str = "neutral", fps: float = FPS, iterat
 
     from motion_loop.export import check_joints, fit_rotations
 
-    joints = check_joints(joints)
+    joints = np.ascontiguousarray(check_joints(joints))
     frames = len(joints)
     lengths = np.median(np.linalg.norm(joints[:, 1:] - joints[:, list(PARENTS[1:])], axis=-1), axis=0)
     betas = _fit_betas(model, np.concatenate([[0.0], lengths]))
@@ -387,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {', '.join(written)} (joint error {err.mean():.1f} mm mean, {err.max():.1f} mm max)")
         return 0
 
-    return run_cli(run)
+    return run_cli(run, interrupted="files already moved into place are complete, nothing else was written")
 
 
 if __name__ == "__main__":
