@@ -438,6 +438,13 @@ def run(args) -> dict:
     features, joints = np.concatenate(features), np.concatenate(joints)
     safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=normalizer)
     sampling_s = time.perf_counter() - started
+    loop_root = None
+    if args.loop:  # before the foot lock, so planted feet are pinned on the final path
+        from motion_loop.loop_root import handle_loop_root
+
+        handled = [handle_loop_root(j, args.loop_heading, in_place=args.in_place) for j in joints]
+        joints = np.stack([j for j, _ in handled]).astype(joints.dtype)
+        loop_root = [record for _, record in handled]
     skating = None
     if args.foot_lock:
         from motion_loop.foot_lock import lock_feet, toe_contacts
@@ -453,16 +460,15 @@ def run(args) -> dict:
                             stage="foot locking")
         joints = locked
 
-    seams = loop_root = None
+    seams = None
     if args.loop:
-        from motion_loop.loop_root import handle_loop_root
+        from motion_loop.loop_root import cycle_motion
         from motion_loop.metrics import loop_seam_report
 
-        handled = [handle_loop_root(j, args.loop_heading, in_place=args.in_place) for j in joints]
-        joints = np.stack([j for j, _ in handled]).astype(joints.dtype)
-        loop_root = [record for _, record in handled]
-
         seams = [loop_seam_report(j, fps).to_dict() for j in joints]
+        for record, j in zip(loop_root, joints):  # what the files hold: after the foot lock
+            record["after"] = cycle_motion(j) if not args.in_place else {**cycle_motion(j), "displacement_m": [0.0, 0.0],
+                                                                         "distance_m": 0.0}
     metadata = {
         "prompts": prompts,
         "texts": texts,
