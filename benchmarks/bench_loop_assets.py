@@ -89,6 +89,8 @@ def wrap_numbers(text: str) -> dict:
     out = {"frames": len(yaw),
            "heading_jump_deg": float(np.degrees(abs(_wrap(yaw[0] - yaw[last])))),
            "median_heading_step_deg": float(np.degrees(np.median(yaw_steps))),
+           "p95_heading_step_deg": float(np.degrees(np.percentile(yaw_steps, 95))),
+           "p95_pose_step_ratio": float(np.percentile(pose_steps, 95) / np.median(pose_steps)),
            "pose_jump_ratio": float(np.linalg.norm(pose[0] - pose[last], axis=-1).mean() / np.median(pose_steps))}
     return out
 
@@ -168,7 +170,8 @@ def main(argv=None) -> int:
                 runs.append({"kind": kind, "seed": seed, **evaluate(joints, body)})
     print(f"load: {os.getloadavg()[0]:.1f} (1-min load average, 2 cores)")
     print("\nWrap as closed-range loopers play a BVH (frame F-2 -> frame 0): heading jump in degrees "
-          "(median per-frame step in brackets), pose jump / median pose step")
+          "(median / 95th percentile per-frame step of the file in brackets), pose jump / median pose step "
+          "(95th percentile step / median in brackets)")
     print("| motion | seed | turn per cycle | root | heading jump: before | after | after + closing frame "
           "| pose jump: before | after | after + closing frame | in place heading jump: before | after + closing frame "
           "| seam jerk ratio before / after |")
@@ -177,11 +180,11 @@ def main(argv=None) -> int:
         w, ip = r["wrap"], r["in_place"]
         print(f"| {r['kind']} | {r['seed']} | {r['loop_root']['before']['turn_degrees']:+.1f} deg "
               f"| {r['loop_root']['heading']} "
-              f"| {w['before']['heading_jump_deg']:.2f} ({w['before']['median_heading_step_deg']:.2f}) "
-              f"| {w['after']['heading_jump_deg']:.2f} ({w['after']['median_heading_step_deg']:.2f}) "
-              f"| {w['after, closing frame']['heading_jump_deg']:.2f} ({w['after, closing frame']['median_heading_step_deg']:.2f}) "
+              f"| {w['before']['heading_jump_deg']:.2f} ({w['before']['median_heading_step_deg']:.2f} / {w['before']['p95_heading_step_deg']:.2f}) "
+              f"| {w['after']['heading_jump_deg']:.2f} ({w['after']['median_heading_step_deg']:.2f} / {w['after']['p95_heading_step_deg']:.2f}) "
+              f"| {w['after, closing frame']['heading_jump_deg']:.2f} ({w['after, closing frame']['median_heading_step_deg']:.2f} / {w['after, closing frame']['p95_heading_step_deg']:.2f}) "
               f"| {w['before']['pose_jump_ratio']:.2f} | {w['after']['pose_jump_ratio']:.2f} "
-              f"| {w['after, closing frame']['pose_jump_ratio']:.2f} "
+              f"| {w['after, closing frame']['pose_jump_ratio']:.2f} ({w['after, closing frame']['p95_pose_step_ratio']:.2f}) "
               f"| {ip['before']['heading_jump_deg']:.2f} | {ip['after, closing frame']['heading_jump_deg']:.2f} "
               f"| {r['seam_jerk_ratio']['before']:.2f} / {r['seam_jerk_ratio']['after']:.2f} |")
     print("\nRigid skeleton and SMPL fit (random SMPL-format test model, smplx joints 0-21 vs ours)")

@@ -287,14 +287,16 @@ def write_test_model(path: str | Path, seed: int = 0, proportions: float = 0.08)
     cluster.
 
     The rest joints are a human T-pose on HumanML3D's bone lengths with each bone scaled by a random
-    factor within +-``proportions``, so fitting our motions has a real bone-length mismatch to absorb.
+    factor within +-``proportions`` (8%), so fitting our motions has a real bone-length mismatch to absorb.
     """
     from motion_loop.export import TPOSE_DIRECTIONS
     from motion_loop.skeleton import BONE_LENGTHS
 
     rng = np.random.default_rng(seed)
-    directions = {1: (1, -1.3, 0), 2: (-1, -1.3, 0), 3: (0, 1, -0.25), 12: (0, 1, 0), 13: (1, 0.3, 0),
-                  14: (-1, 0.3, 0), 22: (1, 0, 0), 23: (-1, 0, 0)}
+    # the pelvis's and chest's children point as in HumanML3D's (SMPL's) joints, measured with
+    # export.rest_offsets on a real HumanML3D motion; the limbs as in the BVH's T-pose
+    directions = {1: (0.55, -0.8, -0.2), 2: (-0.6, -0.8, -0.2), 3: (0.02, 1, 0), 12: (-0.03, 1, 0),
+                  13: (0.5, 0.87, -0.1), 14: (-0.55, 0.83, -0.1), 22: (1, 0, 0), 23: (-1, 0, 0)}
     directions.update(TPOSE_DIRECTIONS)
     lengths = list(BONE_LENGTHS) + [0.08, 0.08]
     joints = np.zeros((24, 3))
