@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bvh", action=argparse.BooleanOptionalAction, default=True,
                    help="also write each motion as BVH for animation tools (default on; a loop's BVH is one cycle)")
     g.add_argument("--in_place", action=argparse.BooleanOptionalAction, default=False,
-                   help="play loops in place (root held at the origin, heading kept) instead of advancing")
+                   help="play loops in place (root x,z held at the origin, the net turn per cycle removed: the cycle tiles by repetition) instead of advancing")
     g.add_argument("--loop_heading", choices=("auto", "keep", "remove"), default="auto",
                    help="a loop's net turn per cycle: keep it (a loop that turns on purpose), remove it (spread "
                         "evenly over the cycle, so the loop tiles facing one way) or auto: keep a turn of 30 "
