@@ -258,13 +258,19 @@ def write_smpl(output_dir: str | Path, name: str, joints, model, *, gender: str 
     from motion_loop.results import write_atomic
 
     output_dir = Path(output_dir)
+    folder = output_dir / f"{name}_obj"
+    if meshes and not overwrite and folder.exists():
+        raise UserError(f"{folder} already exists; pass --overwrite or choose another output directory")
     fit = fit_smpl(joints, model, gender=gender, fps=fps)
     written = {}
     npz = f"{name}_smpl.npz"
-    written[npz] = write_atomic(output_dir / npz, lambda tmp: np.savez(open(tmp, "wb"), **fit.amass()),
-                                overwrite=overwrite)
+
+    def save_npz(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **fit.amass())
+
+    written[npz] = write_atomic(output_dir / npz, save_npz, overwrite=overwrite)
     if meshes:
-        folder = output_dir / f"{name}_obj"
         folder.mkdir(exist_ok=True)
         faces = model.faces
         for t, verts in enumerate(smpl_vertices(model, fit)):
