@@ -220,6 +220,26 @@ def check_asset_flags(args) -> None:
         smpl_file(args.smpl_model)
 
 
+def asset_files(args, num_prompts: int, output_dir: Path) -> list[str]:
+    """The files rigid.py and smpl.py add to a run (for the output-folder checks); an existing
+    mesh folder an earlier run of ours did not write is refused."""
+    from motion_loop.results import video_name
+    from motion_loop.rigid import JOINTS_RIGID_NPY
+    from motion_loop.safety import read_manifest
+
+    names = [JOINTS_RIGID_NPY]
+    if args.smpl:
+        pairs = [(s, r) for r in range(args.num_repetitions) for s in range(num_prompts)]
+        names += [video_name(s, r, "_smpl.npz") for s, r in pairs]
+        ours = set(read_manifest(output_dir) or ()) if output_dir.is_dir() else set()
+        for s, r in pairs:
+            folder = output_dir / video_name(s, r, "_obj")
+            if folder.exists() and (not args.overwrite or folder.name not in ours):
+                why = "was not written by python -m sample" if args.overwrite else "would be written into"
+                raise UserError(f"{folder} already exists and {why}: move it away or choose another --output_dir")
+    return names
+
+
 # ----------------------------------------------------------------------------------------------
 # Loop and chain layouts
 
@@ -390,7 +410,7 @@ def run(args) -> dict:
     device = resolve_device(args.device)
     model_path, why = resolve_model_path(args.model_path)
     output_dir = resolve_output_dir(args, model_path)
-    files = safety.run_files(args, len(prompts))
+    files = safety.run_files(args, len(prompts)) + asset_files(args, len(prompts), output_dir)
     motions, frames = len(prompts) * args.num_repetitions, math.ceil(args.motion_length * 20)
     safety.check_output_dir(output_dir, files, overwrite=args.overwrite, estimated_bytes=safety.estimate_bytes(
         motions, frames, videos=args.render, bvh=args.bvh,

@@ -35,3 +35,15 @@ def test_asset_flags_fail_before_sampling(tiny, tmp_path, capsys, monkeypatch): 
     assert "in_place" in run_error(cli(tiny, *common, "--loop", "--in_place", "--loop_heading", "keep"), capsys)
     assert "prepare/download_smpl.py" in run_error(cli(tiny, *common, "--loop", "--smpl"), capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_smpl_mesh_folder_not_ours_is_refused(tiny, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "out"
+    (out / "sample00_rep00_obj").mkdir(parents=True)
+    (out / "sample00_rep00_obj" / "frame000.obj").write_text("mine")
+    model = tmp_path / "SMPL_NEUTRAL.pkl"
+    model.write_bytes(b"checked for existence before sampling, read after")
+    line = run_error(cli(tiny, "--text_prompt", "a person walks forward", "--loop", "--smpl", "--smpl_model", str(model),
+                         "--overwrite", "--num_repetitions", "1", "--output_dir", str(out)), capsys)
+    assert "sample00_rep00_obj" in line
+    assert (out / "sample00_rep00_obj" / "frame000.obj").read_text() == "mine"
