@@ -398,7 +398,7 @@ def bvh_channels(joints, *, loop: bool = False, in_place: bool = False,
     frames = bvh_frames(joints, loop=loop, in_place=in_place, closing_frame=closing_frame)
     sk = skeleton_of(frames)
     orders = joint_orders(rotation_order, sk)
-    offsets = rest_offsets(frames)
+    offsets = rest_offsets(joints)  # the cycle's own bones: a closing frame does not change them (rigid.py)
     local = fit_rotations(frames, offsets)
     euler = np.zeros(local.shape[:2] + (3,))
     for order in set(orders):

@@ -98,7 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bvh", action=argparse.BooleanOptionalAction, default=True,
                    help="also write each motion as BVH for animation tools (default on; a loop's BVH is one cycle)")
     g.add_argument("--in_place", action=argparse.BooleanOptionalAction, default=False,
-                   help="play loops in place (root held at the origin, heading kept) instead of advancing")
+                   help="play loops in place (root x,z held at the origin, the net turn per cycle removed: the cycle tiles by repetition) instead of advancing")
+    g.add_argument("--loop_heading", choices=("auto", "keep", "remove"), default="auto",
+                   help="a loop's net turn per cycle: keep it (a loop that turns on purpose), remove it (spread "
+                        "evenly over the cycle, so the loop tiles facing one way) or auto: keep a turn of 30 "
+                        "degrees or more per cycle, remove less (drift); --in_place always removes it (default auto)")
+    g.add_argument("--closing_frame", action=argparse.BooleanOptionalAction, default=False,
+                   help="a loop's BVH ends with its first pose again (one cycle on), as Blender's Cycles modifier, "
+                        "Unity's Loop Time/Loop Pose and Unreal's looping want (default off: frame 0 follows the "
+                        "last frame)")
+    g.add_argument("--smpl", action=argparse.BooleanOptionalAction, default=False,
+                   help="also fit SMPL bodies (smplx): sample##_rep##_smpl.npz (AMASS keys) and one OBJ mesh per "
+                        "frame in sample##_rep##_obj/; needs the SMPL files (python prepare/download_smpl.py)")
+    g.add_argument("--smpl_model", type=Path, default=None,
+                   help="SMPL model file or folder for --smpl (default body_models/smpl/SMPL_NEUTRAL.pkl)")
     g.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
                    help="write into an existing --output_dir, replacing exactly the files an earlier run wrote "
                         "there (listed in its .motion_loop_manifest.json; stale ones are removed); other files are "
@@ -200,6 +213,39 @@ def resolve_model_path(path: Path | None) -> tuple[Path, str]:
     if DEMO_MODEL.is_file():
         return DEMO_MODEL, "bundled demo model (official weights: python prepare/download_mdm.py)"
     raise UserError(f"no model found: pass --model_path, or run python prepare/download_mdm.py for {OFFICIAL_MODEL}")
+
+
+def check_asset_flags(args) -> None:
+    """Loop-asset and SMPL flags (loop_root.py, smpl.py) that cannot work, before any sampling."""
+    if args.closing_frame and not args.loop:
+        raise UserError("--closing_frame repeats a loop's first pose: add --loop, or drop --closing_frame")
+    if args.loop and args.in_place and args.loop_heading == "keep":
+        raise UserError("--loop_heading keep with --in_place cannot tile: an in-place cycle that turns snaps round "
+                        "at the wrap; drop --in_place or use --loop_heading auto")
+    if args.smpl:
+        from motion_loop.smpl import smpl_file
+
+        smpl_file(args.smpl_model)
+
+
+def asset_files(args, num_prompts: int, output_dir: Path) -> list[str]:
+    """The files rigid.py and smpl.py add to a run (for the output-folder checks); an existing
+    mesh folder an earlier run of ours did not write is refused."""
+    from motion_loop.results import video_name
+    from motion_loop.rigid import JOINTS_RIGID_NPY
+    from motion_loop.safety import read_manifest
+
+    names = [JOINTS_RIGID_NPY]
+    if args.smpl:
+        pairs = [(s, r) for r in range(args.num_repetitions) for s in range(num_prompts)]
+        names += [video_name(s, r, "_smpl.npz") for s, r in pairs]
+        ours = set(read_manifest(output_dir) or ()) if output_dir.is_dir() else set()
+        for s, r in pairs:
+            folder = output_dir / video_name(s, r, "_obj")
+            if folder.exists() and (not args.overwrite or folder.name not in ours):
+                why = "was not written by python -m sample" if args.overwrite else "would be written into"
+                raise UserError(f"{folder} already exists and {why}: move it away or choose another --output_dir")
+    return names
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,10 +451,11 @@ def run(args, cache: dict | None = None) -> dict:
 
     prompts = read_prompts(args)
     check_numbers(args)
+    check_asset_flags(args)
     device = resolve_device(args.device)
     model_path, why = resolve_model_path(args.model_path)
     output_dir = resolve_output_dir(args, model_path)
-    files = safety.run_files(args, len(prompts))
+    files = safety.run_files(args, len(prompts)) + asset_files(args, len(prompts), output_dir)
     motions, frames = len(prompts) * args.num_repetitions, math.ceil(args.motion_length * 20)
     safety.check_output_dir(output_dir, files, overwrite=args.overwrite, estimated_bytes=safety.estimate_bytes(
         motions, frames, videos=args.render, bvh=args.bvh,
@@ -456,6 +503,13 @@ def run(args, cache: dict | None = None) -> dict:
     features, joints = np.concatenate(features), np.concatenate(joints)
     safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=normalizer)
     sampling_s = time.perf_counter() - started
+    loop_root = None
+    if args.loop:  # before the foot lock, so planted feet are pinned on the final path
+        from motion_loop.loop_root import handle_loop_root
+
+        handled = [handle_loop_root(j, args.loop_heading, in_place=args.in_place) for j in joints]
+        joints = np.stack([j for j, _ in handled]).astype(joints.dtype)
+        loop_root = [record for _, record in handled]
     skating = None
     if kit and args.foot_lock:
         # The foot locker's contacts and leg IK are written for HumanML3D's 22-joint legs.
@@ -477,9 +531,13 @@ def run(args, cache: dict | None = None) -> dict:
 
     seams = None
     if args.loop:
+        from motion_loop.loop_root import cycle_motion
         from motion_loop.metrics import loop_seam_report
 
         seams = [loop_seam_report(j, fps).to_dict() for j in joints]
+        for record, j in zip(loop_root, joints):  # what the files hold: after the foot lock
+            record["after"] = cycle_motion(j) if not args.in_place else {**cycle_motion(j), "displacement_m": [0.0, 0.0],
+                                                                         "distance_m": 0.0}
     metadata = {
         "prompts": prompts,
         "texts": texts,
@@ -502,6 +560,7 @@ def run(args, cache: dict | None = None) -> dict:
             "window": layout.window, "overlap": layout.overlap, "n_windows": layout.n_windows,
             "cyclic": layout.cyclic, "collage": args.collage},
         "seam_reports": seams,
+        "loop_root": loop_root,
         "foot_lock": args.foot_lock,
         "foot_skating_ratio": skating,
         "sampling_seconds": round(sampling_s, 3),
@@ -524,21 +583,42 @@ def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sa
     written["features.npy"] = write_atomic(output_dir / "features.npy",
                                            lambda tmp: np.save(tmp, features.astype(np.float32)),
                                            overwrite=args.overwrite)
+    from motion_loop.rigid import JOINTS_RIGID_NPY, save_rigid
+
+    written[JOINTS_RIGID_NPY] = save_rigid(output_dir / JOINTS_RIGID_NPY, joints, overwrite=args.overwrite)
+    n = len(plan.prompts)
     if args.bvh:
         from motion_loop.export import write_bvh
 
-        n = len(plan.prompts)
         for index, motion in enumerate(joints):
             name = video_name(index % n, index // n, ".bvh")
             written[name] = write_bvh(output_dir / name, motion, plan.fps, loop=plan.loop,
-                                      in_place=args.in_place, overwrite=args.overwrite)
+                                      in_place=args.in_place, closing_frame=args.closing_frame,
+                                      overwrite=args.overwrite)
+    if args.smpl:
+        from motion_loop.smpl import load_body_model, write_smpl
+
+        body = load_body_model(args.smpl_model)
+        errors = []
+        for index, motion in enumerate(joints):
+            files, fit = write_smpl(output_dir, video_name(index % n, index // n, ""), motion, body, fps=plan.fps,
+                                    overwrite=args.overwrite)
+            written.update(files)
+            errors.append(fit.joint_error_m)
+        errors = np.stack(errors) * 1000
+        print(f"  SMPL (smplx): sample##_rep##_smpl.npz and _obj/ meshes; joints 0-21 within "
+              f"{errors.mean():.1f} mm (mean), {errors.max():.1f} mm (max) of ours")
     rendering_s = time.perf_counter() - started
 
     videos = sorted(name for name in written if name.endswith((".mp4", ".gif")))
     print(f"wrote {len(joints)} motion(s) to {output_dir}")
     bvh = "BVH, " if args.bvh else ""
-    print(f"  results.npy (joints), features.npy (HumanML3D features), {bvh}run.json, {len(videos)} video(s)"
+    print(f"  results.npy (joints), joints_rigid.npy (rigid skeleton), features.npy (HumanML3D features), {bvh}run.json, {len(videos)} video(s)"
           + (f": {', '.join(videos[:4])}{' ...' if len(videos) > 4 else ''}" if videos else ""))
+    if metadata.get("loop_root"):
+        for i, rec in enumerate(metadata["loop_root"][:4]):
+            print(f"  loop {i}: turn per cycle {rec['before']['turn_degrees']:+.1f} deg {rec['heading']} "
+                  f"({rec['why']}), moves {rec['after']['distance_m']:.2f} m per cycle")
     if seams:
         med = {k: float(np.median([s[k] for s in seams])) for k in ("velocity_ratio", "acceleration_ratio", "jerk_ratio")}
         print(f"  loop seam vs interior (1 = invisible): velocity {med['velocity_ratio']:.2f}, "

@@ -249,7 +249,7 @@ def test_overwrite_replaces_exactly_the_earlier_runs_files(tiny, tmp_path, capsy
     (out / "notes.txt").write_text("mine")
     out_text = run_ok(argv + ["--overwrite"], capsys)
     names = sorted(p.name for p in out.iterdir())
-    assert names == [".motion_loop_manifest.json", "features.npy", "notes.txt", "results.npy", "results.txt",
+    assert names == [".motion_loop_manifest.json", "features.npy", "joints_rigid.npy", "notes.txt", "results.npy", "results.txt",
                      "results_len.txt", "run.json", "sample00_rep00.bvh"]
     assert "removed 2 file(s)" in out_text
     assert json.loads((out / safety.MANIFEST).read_text())["files"] == [n for n in names[1:] if n != "notes.txt"]
