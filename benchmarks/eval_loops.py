@@ -119,6 +119,8 @@ def evaluate_loops(joints: np.ndarray, kinds: list[str], layout, classify, fps: 
         row = {k: report[k] for k in SEAM_KEYS}
         row["foot_skating"] = foot_skating_ratio(loop, fps)
         row["jerk_profile"] = jerk_profile(sequence).tolist()
+        # absolute jerk (max over joints, m/s^3): a ratio can also fall because its median rises
+        row["median_jerk"] = float(np.median(row["jerk_profile"]) * fps**3)
         # Worst jerk anywhere in the loop (window and overlap edges too), as loop_seam_report measures
         # jerk (per-stencil L2 norm averaged over joints), relative to the loop's median.
         per_stencil = np.linalg.norm(np.diff(sequence, n=3, axis=0), axis=-1).mean(axis=-1)
@@ -283,6 +285,7 @@ def main() -> None:
                ("midway_jerk", "midway/median jerk", ".2f"), ("edge_midway", "edge/midway jerk", ".2f"),
                ("worst_jerk_ratio", "worst/median jerk, whole loop", ".1f"),
                ("max_joint_speed", "max joint speed rel. pelvis (m/s)", ".1f"),
+               ("median_jerk", "median jerk (m/s³)", ".0f"),
                ("peak_jerk", "PJ (m/frame³)", ".3f"),
                ("auj", "AUJ (m/frame³)", ".2f"), ("foot_skating", "foot skating", ".3f"),
                ("kind_accuracy", "kind accuracy", ".2f"), ("seconds_per_loop", "s / loop", ".2f")]

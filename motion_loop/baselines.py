@@ -86,7 +86,7 @@ def sample_collage(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], s
     """DiffCollage over ``layout``: ``[*shape, layout.length]`` (``shape = (B, *features)``)."""
     x = _initial_noise((*shape, layout.length), sigmas, generator, device)
     collage = CollageDenoiser(denoiser, layout, method, generator=generator)
-    return sample_heun(collage, x, collage.schedule(sigmas.to(x.device)), cond=cond, s_churn=s_churn, generator=generator, progress=progress)
+    return sample_heun(collage, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator, progress=progress)
 
 
 def sample_independent(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], sigmas: Tensor, *,

@@ -286,18 +286,6 @@ class CollageDenoiser:
             return self.method
         return "condind" if sigma > self.switch_sigma else "crossfade"
 
-    def schedule(self, sigmas: Tensor) -> Tensor:
-        """The noise levels to sample this composition over, from a sampler schedule ``sigmas``.
-
-        ``seamless`` drops a final 0: the last step then ends on the smallest level with its
-        2nd-order correction (as the DiffCollage seed samples) and returns the state, which averages
-        two composed predictions at different shifts, instead of one composed x0 taken as it is
-        (at the lowest levels the model's prediction moves a frame by ~10x what an exact denoiser would).
-        """
-        if self.method == "seamless" and len(sigmas) > 2 and float(sigmas[-1]) == 0.0:
-            return sigmas[:-1]
-        return sigmas
-
     def draw_shift(self) -> int:
         """A random shift of the layout, ``[-stride/2, stride/2)`` in a cycle, ``[0, stride)`` in a chain."""
         if not self.shift:
@@ -308,6 +296,7 @@ class CollageDenoiser:
         return int(torch.randint(low, low + stride, (), generator=g, device=g.device))
 
     def groups(self, sigma: float, shift: int) -> list[_Group]:
+        """The pieces evaluated at noise level ``sigma`` with the layout moved by ``shift``."""
         method = self.composition(sigma)
         if shift and not self.layout.cyclic:
             return _shifted_chain_groups(self.layout, method, shift)

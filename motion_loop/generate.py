@@ -351,7 +351,6 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
         n_steps = len(abar)
     else:
         sigmas = denoiser.sigmas(steps).to(device)
-        sigmas = full.schedule(sigmas) if plan.layout is not None else sigmas
         x = sigmas[0].to(torch.float32) * torch.randn(shape, generator=generator, device=device)
         x0 = sample_heun(full, x, sigmas, cond={"text_embed": text_embed}, s_churn=s_churn,
                          generator=generator, progress=progress)
