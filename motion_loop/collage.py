@@ -12,6 +12,11 @@ All pieces are independent given ``x_t``, so every step evaluates all windows an
 samples in one batched call of the inner denoiser (or one call per distinct piece length when the
 inner denoiser cannot take padded rows). :class:`CollageDenoiser` is itself a denoiser, so every
 sampler in :mod:`motion_loop.sampling` works with it unchanged.
+
+``seamless`` (the CLI's default) keeps that composition while the noise is high and, below
+``SWITCH_SIGMA``, crossfades the windows instead, with the layout moved at random at every
+evaluation: a model whose windows and overlaps disagree on shared frames (the demo model's do by
+0.04-0.11 however small the noise) then leaves no step at any composition edge.
 """
 
 from __future__ import annotations
