@@ -46,6 +46,7 @@ PROMPTS = {
 
 # (label, sampler in motion_loop.baselines.METHODS, s_churn)
 RUNS = [
+    ("DiffCollage seamless", "seamless", 0.0),
     ("DiffCollage condind", "condind", 0.0),
     ("DiffCollage avg", "avg", 0.0),
     ("independent, wrapped", "independent", 0.0),
@@ -79,6 +80,36 @@ def seam_centred(joints: np.ndarray) -> tuple[np.ndarray, int]:
     return np.concatenate([joints[half:], _next_repetition(joints)[:half]]), joints.shape[0] - half
 
 
+def composition_edges(layout) -> tuple[np.ndarray, np.ndarray]:
+    """Frames where the layout's composition changes (window and overlap starts and ends, the seam at
+    0 among them) and the frames midway between consecutive edges, both modulo the loop."""
+    edges = np.unique([e % layout.length for i in range(layout.n_windows)
+                       for e in (i * layout.stride, i * layout.stride + layout.overlap)])
+    gaps = np.diff(np.append(edges, edges[0] + layout.length))
+    return edges, (edges + gaps // 2) % layout.length
+
+
+def edge_midway_jerk(loop: np.ndarray, layout) -> tuple[float, float, float]:
+    """Jerk at the composition edges and midway between them, each over the loop's median jerk:
+    the mean of the three stencils around the frame (a step between frames e-1 and e shows in
+    stencils e-3 .. e-1), cyclically (the next repetition placed as the seam report places it)."""
+    twice = np.concatenate([loop, _next_repetition(loop)])
+    per_stencil = np.linalg.norm(np.diff(twice, n=3, axis=0), axis=-1).mean(axis=-1)
+    length = loop.shape[0]
+    median = max(float(np.median(per_stencil[:length])), 1e-9)
+    edges, midway = composition_edges(layout)
+    around = lambda frames: float(np.mean([per_stencil[(f + d) % length] for f in frames for d in (-3, -2, -1)]))  # noqa: E731
+    edge, mid = around(edges), around(midway)
+    return edge / median, mid / median, edge / max(mid, 1e-9)
+
+
+def max_joint_speed(loop: np.ndarray, fps: float) -> float:
+    """Fastest any joint moves relative to the pelvis (m/s), the wrap from last to first frame included."""
+    rel = loop - loop[:, :1]
+    rel = np.concatenate([rel, rel[:1]])
+    return float(np.linalg.norm(np.diff(rel, axis=0), axis=-1).max() * fps)
+
+
 def evaluate_loops(joints: np.ndarray, kinds: list[str], layout, classify, fps: float) -> list[dict]:
     """Metrics of each loop ``joints [B, T, 22, 3]`` (of prompts of motion kinds ``kinds``)."""
     rows = []
@@ -88,11 +119,15 @@ def evaluate_loops(joints: np.ndarray, kinds: list[str], layout, classify, fps: 
         row = {k: report[k] for k in SEAM_KEYS}
         row["foot_skating"] = foot_skating_ratio(loop, fps)
         row["jerk_profile"] = jerk_profile(sequence).tolist()
+        # absolute jerk (max over joints, m/s^3): a ratio can also fall because its median rises
+        row["median_jerk"] = float(np.median(row["jerk_profile"]) * fps**3)
         # Worst jerk anywhere in the loop (window and overlap edges too), as loop_seam_report measures
         # jerk (per-stencil L2 norm averaged over joints), relative to the loop's median.
         per_stencil = np.linalg.norm(np.diff(sequence, n=3, axis=0), axis=-1).mean(axis=-1)
         row["worst_jerk_ratio"] = float(per_stencil.max() / max(np.median(per_stencil), 1e-9))
         row["seam_index"] = seam
+        row["edge_jerk"], row["midway_jerk"], row["edge_midway"] = edge_midway_jerk(loop, layout)
+        row["max_joint_speed"] = max_joint_speed(loop, fps)
         if classify is not None:
             # Windows read off the loop played twice (no jump where a window wraps around).
             twice = np.concatenate([loop, _next_repetition(loop)])
@@ -246,7 +281,11 @@ def main() -> None:
             print(f"  {label}: done ({np.mean([r['seconds_per_loop'] for r in results[label]]):.2f} s per loop)", flush=True)
 
     columns = [("velocity_ratio", "seam/interior velocity", ".2f"), ("acceleration_ratio", "seam/interior accel.", ".2f"),
-               ("jerk_ratio", "seam/interior jerk", ".2f"), ("worst_jerk_ratio", "worst/median jerk, whole loop", ".1f"),
+               ("jerk_ratio", "seam/interior jerk", ".2f"), ("edge_jerk", "edge/median jerk", ".2f"),
+               ("midway_jerk", "midway/median jerk", ".2f"), ("edge_midway", "edge/midway jerk", ".2f"),
+               ("worst_jerk_ratio", "worst/median jerk, whole loop", ".1f"),
+               ("max_joint_speed", "max joint speed rel. pelvis (m/s)", ".1f"),
+               ("median_jerk", "median jerk (m/s³)", ".0f"),
                ("peak_jerk", "PJ (m/frame³)", ".3f"),
                ("auj", "AUJ (m/frame³)", ".2f"), ("foot_skating", "foot skating", ".3f"),
                ("kind_accuracy", "kind accuracy", ".2f"), ("seconds_per_loop", "s / loop", ".2f")]
@@ -261,6 +300,12 @@ def main() -> None:
         others = [r["others_cpu"] for r in runs if r["others_cpu"] is not None]
         print(f"| {label} | {per_seed[0]:.2f} | {np.median(per_seed):.2f} | {per_seed[-1]:.2f} | "
               f"{f'{max(others):.0%}' if others else 'n/a'} |")
+    print("\nFastest joint relative to the pelvis (m/s), over all loops:\n")
+    print("| method | max | loops over 12 m/s | worst loop |\n|---|---|---|---|")
+    for label, runs in results.items():
+        worst = max(runs, key=lambda r: r["max_joint_speed"])
+        print(f"| {label} | {worst['max_joint_speed']:.1f} | {sum(r['max_joint_speed'] > 12 for r in runs)} / {len(runs)} | "
+              f"{worst['kind']}, seed {worst['seed']} |")
     print("\nSeam/interior jerk ratio by motion kind (median over seeds):\n")
     print(per_kind_table(results, kinds, "jerk_ratio"))
     if classify is not None:

@@ -4,8 +4,8 @@ Every sampler makes ``[B, *features, layout.length]`` from a window denoiser
 ``D(x [R, *features, frames], sigma [R], **cond) -> x0`` (e.g. :class:`MDMDenoiser`) with Heun
 steps (EDM Algorithm 2) over the same ``sigmas``:
 
-- ``sample_collage``: DiffCollage over the layout's windows and overlaps (``condind`` or ``avg``),
-  all pieces in one batched call per evaluation.
+- ``sample_collage``: DiffCollage over the layout's windows and overlaps (``seamless``, ``condind``
+  or ``avg``), all pieces in one batched call per evaluation.
 - ``sample_independent``: one sample of the loop's whole length, played as a loop as it is (its
   last frame followed by its first): what you get without any loop-closing machinery.
 - ``sample_outpainting``: sequential outpainting by replacement (the "autoregressive replacement"
@@ -85,7 +85,7 @@ def sample_collage(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], s
                    progress: bool = False) -> Tensor:
     """DiffCollage over ``layout``: ``[*shape, layout.length]`` (``shape = (B, *features)``)."""
     x = _initial_noise((*shape, layout.length), sigmas, generator, device)
-    collage = CollageDenoiser(denoiser, layout, method)
+    collage = CollageDenoiser(denoiser, layout, method, generator=generator)
     return sample_heun(collage, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator, progress=progress)
 
 
@@ -154,6 +154,7 @@ def _collage(method: str):
 
 
 METHODS: dict[str, Callable[..., Tensor]] = {
+    "seamless": _collage("seamless"),
     "condind": _collage("condind"),
     "avg": _collage("avg"),
     "independent": sample_independent,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from motion_loop.collage import METHODS as COLLAGE_METHODS
 from motion_loop.collage import CollageDenoiser, Layout
 from motion_loop import safety
 from motion_loop.errors import UserError, printable, run_cli
@@ -71,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("loops and long motion (DiffCollage)")
     g.add_argument("--loop", action=argparse.BooleanOptionalAction, default=False,
                    help="make a seamless loop whose period is --motion_length")
-    g.add_argument("--collage", choices=("condind", "avg"), default="condind",
-                   help="how windows are combined: condind (windows minus overlaps, DiffCollage) or avg "
-                        "(MultiDiffusion-style averaging) (default condind)")
+    g.add_argument("--collage", choices=COLLAGE_METHODS, default="seamless",
+                   help="how windows are combined: seamless (condind at high noise, then windows crossfaded, the "
+                        "layout shifted at random every step: no visible edge), condind (windows minus overlaps, "
+                        "the exact DiffCollage factor graph) or avg (MultiDiffusion-style averaging) (default seamless)")
     g.add_argument("--window", type=int, default=None, help="window length in frames (default: chosen automatically)")
     g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
     g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
@@ -387,7 +389,7 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     device = text_embed.device
     length = plan.layout.length if plan.layout is not None else plan.frames
     shape = (len(text_embed), denoiser.config.n_feats, 1, length)  # a tensor or TextTokens: one row per motion
-    full = CollageDenoiser(denoiser, plan.layout, collage) if plan.layout is not None else denoiser
+    full = CollageDenoiser(denoiser, plan.layout, collage, generator=generator) if plan.layout is not None else denoiser
     if sampler == "ddpm":
         abar = denoiser.alphas_cumprod
         x0 = ddpm_sample(vp_model_fn(full, abar, text_embed=text_embed), shape, abar,

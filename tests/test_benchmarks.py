@@ -24,10 +24,11 @@ def test_eval_loops_compares_every_method(tmp_path):
               "--seeds", "0", "--kinds", "walk", "wave", "--steps", "3", "--seconds", "3",
               "--plot", str(tmp_path / "profile.png"), "--json", str(tmp_path / "runs.json"))
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
-    assert list(results) == ["DiffCollage condind", "DiffCollage avg", "independent, wrapped",
+    assert list(results) == ["DiffCollage seamless", "DiffCollage condind", "DiffCollage avg", "independent, wrapped",
                              "sequential outpainting", "DiffCollage condind, churn 10"]
     for runs in results.values():
         assert len(runs) == 2 and all(r["jerk_ratio"] > 0 for r in runs)
+        assert all(r["edge_jerk"] > 0 and r["midway_jerk"] > 0 and r["max_joint_speed"] > 0 for r in runs)
     assert (tmp_path / "profile.png").stat().st_size > 0 and "| DiffCollage condind |" in out
 
 

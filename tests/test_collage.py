@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from motion_loop.collage import OVERLAP, WINDOW, CollageDenoiser, Layout
+from motion_loop.collage import METHODS, OVERLAP, WINDOW, CollageDenoiser, Layout, _shifted_chain_groups, fade_weights
 from motion_loop.sampling import karras_sigmas, sample_heun
 
 RHO = 0.9
@@ -26,7 +26,7 @@ def ar1_denoiser(rho: float = RHO):
 
 
 def sample_collage(layout, method, n_samples=3000, steps=60, seed=0):
-    den = CollageDenoiser(ar1_denoiser(), layout, method)
+    den = CollageDenoiser(ar1_denoiser(), layout, method, generator=torch.Generator().manual_seed(seed + 1))
     g = torch.Generator().manual_seed(seed)
     x = 80.0 * torch.randn(n_samples, 1, layout.length, generator=g, dtype=torch.float64)
     out = sample_heun(den, x, karras_sigmas(steps, 0.002, 80.0), s_churn=10.0, generator=g)
@@ -50,6 +50,21 @@ def test_condind_reproduces_ar1_statistics_everywhere(cyclic):
     assert (corr - RHO).abs().max() <= 0.1, corr
     assert len(corr) == layout.length - (0 if cyclic else 1)
     assert den.calls == 2 * (2 * 60 - 1)  # windows and overlaps: one call each per evaluation
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_seamless_reproduces_ar1_statistics_everywhere(cyclic):
+    # The default: condind above the switch level, shifted crossfades below; as exact as condind.
+    layout = Layout(window=16, overlap=5, n_windows=5, cyclic=cyclic)
+    samples, den = sample_collage(layout, "seamless")
+    var, corr = adjacent_stats(samples, cyclic)
+    assert var.min() >= 0.92 and var.max() <= 1.08, var
+    assert (corr - RHO).abs().max() <= 0.02, corr  # every adjacent pair, the wrap included
+    assert len(corr) == layout.length - (0 if cyclic else 1)
+    # a cycle costs fewer rows than condind (no overlap rows at or below the switch level); a
+    # shifted chain has one window more, so about as many
+    _, exact = sample_collage(layout, "condind", n_samples=10, steps=60)
+    assert den.rows / 3000 < (1.0 if cyclic else 1.1) * exact.rows / 10
 
 
 @pytest.mark.parametrize("cyclic", [False, True])
@@ -88,7 +103,7 @@ def test_cycle_layout_wraps_around():
 
 
 @pytest.mark.parametrize("cyclic", [False, True])
-@pytest.mark.parametrize("method", ["condind", "avg"])
+@pytest.mark.parametrize("method", ["condind", "avg", "crossfade"])
 @pytest.mark.parametrize("window,overlap,n", [(16, 8, 3), (16, 1, 4), (9, 4, 2), (20, 7, 5)])
 def test_coefficients_sum_to_one(cyclic, method, window, overlap, n):
     if cyclic and n * (window - overlap) <= window:
@@ -101,12 +116,72 @@ def test_coefficients_sum_to_one(cyclic, method, window, overlap, n):
     torch.testing.assert_close(total, torch.ones_like(total))
 
 
-@pytest.mark.parametrize("method", ["condind", "avg"])
-def test_identity_inner_denoiser_gives_identity(method):
-    layout = Layout(12, 5, 4, cyclic=True)
+@pytest.mark.parametrize("method", ["condind", "crossfade"])
+@pytest.mark.parametrize("window,overlap,n", [(16, 8, 3), (16, 1, 4), (9, 4, 2), (20, 7, 5)])
+def test_shifted_chain_weights_sum_to_one(method, window, overlap, n):
+    layout = Layout(window, overlap, n)
+    for shift in range(1, layout.stride):
+        total = torch.zeros(layout.length, dtype=torch.float64)
+        for group in _shifted_chain_groups(layout, method, shift):
+            assert group.positions.min() >= 0 and group.positions.max() < layout.length
+            assert group.index.max() < n and group.left.max() < n and group.right.max() < n
+            total.index_add_(0, group.positions.flatten(), group.coef.flatten().double())
+        torch.testing.assert_close(total, torch.ones_like(total))
+
+
+def test_crossfade_is_smooth_and_favours_the_window_interior():
+    w = fade_weights(30, 10, True, True)
+    assert w[0] < 0.01 and w[-1] < 0.01 and torch.all(w[10:20] == 1)
+    assert torch.all(torch.diff(w[:11]) > 0)  # rises monotonically over the overlap
+    torch.testing.assert_close(w[:10] + w[-10:], torch.ones(10, dtype=torch.float64))  # in + out = 1
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("sigma", [0.1, 3.0])
+def test_identity_inner_denoiser_gives_identity(method, cyclic, sigma):
+    layout = Layout(12, 5, 4, cyclic=cyclic)
     den = CollageDenoiser(lambda x, sigma, pieces: x, layout, method)
     x = torch.randn(3, 2, 1, layout.length)
-    torch.testing.assert_close(den(x, torch.ones(3)), x)
+    for _ in range(6):  # several random shifts
+        torch.testing.assert_close(den(x, torch.full((3,), sigma)), x)
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_seamless_shifts_pieces_and_switches_composition(cyclic):
+    layout = Layout(10, 3, 4, cyclic=cyclic)
+    seen = []
+
+    def inner(x, sigma, pieces):
+        seen.append(pieces)
+        # each row's first frame is its start position: the rows are the right (shifted) slices
+        torch.testing.assert_close(x[:, 0, 0], pieces.start.to(x.dtype))
+        return x
+
+    den = CollageDenoiser(inner, layout, "seamless", generator=torch.Generator().manual_seed(3))
+    x = torch.arange(layout.length, dtype=torch.float32).repeat(2, 1)[:, None, :]
+    starts = set()
+    for _ in range(12):
+        seen.clear()
+        den(x, torch.tensor(0.1))  # at or below the switch: windows only
+        assert all(bool((p.kind == WINDOW).all()) for p in seen)
+        starts.add(int(seen[0].start[seen[0].index == 1][0]))
+    assert len(starts) > 2  # the layout moves between evaluations
+    seen.clear()
+    den(x, torch.tensor(5.0))  # above it: windows and overlaps (condind)
+    assert any(bool((p.kind == OVERLAP).any()) for p in seen)
+    for p in seen:
+        left, right = p.neighbours()
+        assert left.max() < layout.n_windows and right.max() < layout.n_windows
+
+
+def test_seamless_is_reproducible_with_its_generator():
+    layout = Layout(16, 5, 4, cyclic=True)
+    x = torch.randn(2, 1, layout.length, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    run = lambda seed: CollageDenoiser(ar1_denoiser(), layout, "seamless",  # noqa: E731
+                                       generator=torch.Generator().manual_seed(seed))(x, torch.tensor(0.2))
+    torch.testing.assert_close(run(5), run(5))
+    assert not torch.allclose(run(5), run(6))
 
 
 def test_pieces_tell_the_inner_denoiser_which_row_is_which():

@@ -259,3 +259,12 @@ def test_default_model_prefers_official_weights(monkeypatch, tmp_path):
     official.parent.mkdir(parents=True)
     official.write_bytes(b"")
     assert generate.resolve_model_path(None)[0] == generate.OFFICIAL_MODEL
+
+
+def test_seamless_collage_is_the_default_and_the_others_stay_selectable():
+    from motion_loop.generate import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--text_prompt", "a person walks"]).collage == "seamless"
+    for method in ("condind", "avg"):
+        assert parser.parse_args(["--text_prompt", "a person walks", "--collage", method]).collage == method
