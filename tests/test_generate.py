@@ -196,6 +196,7 @@ def test_existing_output_dir_needs_overwrite_and_keeps_user_files(tiny, tmp_path
         (["--text_prompt", "a", "--loop", "--window", "40", "--overlap", "30"], "half"),
         (["--text_prompt", "a", "--num_repetitions", "0"], "num_repetitions"),
         (["--text_prompt", "a", "--steps", "-1"], "steps"),
+        (["--text_prompt", "a", "--threads", "0"], "threads"),
         (["--text_prompt", "a", "--device", "tpu"], "device"),
         (["--input_text", "/nonexistent/prompts.txt"], "does not exist"),
         ([], "exactly one of"),
@@ -259,3 +260,15 @@ def test_default_model_prefers_official_weights(monkeypatch, tmp_path):
     official.parent.mkdir(parents=True)
     official.write_bytes(b"")
     assert generate.resolve_model_path(None)[0] == generate.OFFICIAL_MODEL
+
+
+def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys):
+    out_dir = tmp_path / "fast"
+    out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
+                     "--sampler", "dpmpp_2m", "--dtype", "bf16", "--threads", "1", "--no-render", "--no-bvh",
+                     "--output_dir", str(out_dir)), capsys)
+    assert "dpmpp_2m sampler, bf16, 1 thread(s)" in out
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["sampler"] == "dpmpp_2m" and run["dtype"] == "bf16" and run["threads"] == 1
+    assert run["steps"] == 4  # one model call per step
+    assert np.isfinite(np.load(out_dir / "features.npy")).all()
