@@ -31,7 +31,7 @@ from motion_loop.generate import choose_layout
 from motion_loop.mdm import MDM, MDMConfig
 from motion_loop.sampling import evaluations
 
-from bench_speed import OthersMeter, load, machine, sync  # benchmarks/ is on the path when this script runs
+from bench_speed import OthersMeter, compiled, load, machine, sync  # benchmarks/ is on the path when this script runs
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # (label, sampler, steps): the former default first
@@ -65,7 +65,7 @@ def main() -> None:
     for name in args.dtypes:
         model = MDM(config).to(device=device, dtype=DTYPES[name]).eval()
         model.load_state_dict(base.state_dict())
-        models[name] = torch.compile(model, mode=args.compile) if args.compile != "none" else model
+        models[name] = compiled(model, args.compile) if args.compile != "none" else model
     threads = args.threads if device.type == "cpu" else [torch.get_num_threads()]
     packings = [True, False] if args.mask_frames else [True]
     text = torch.randn(1, 512, device=device)
