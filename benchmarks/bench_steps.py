@@ -98,7 +98,8 @@ def main() -> None:
     models = {"fp32": loaded.model, "bf16": copy.deepcopy(loaded.model).to(torch.bfloat16)}
     classify = load_classifier()
     settings = [args.reference] + [s for s in args.settings if s != args.reference]
-    baseline = BASELINE if BASELINE in settings else settings[1 if len(settings) > 1 else 0]
+    # the former default however it is spelled (heun:40:padded = heun:40:fp32:padded)
+    baseline = next((s for s in settings if parse_setting(s) == parse_setting(BASELINE)), settings[min(1, len(settings) - 1)])
 
     print(f"model {args.model_path}; loop {layout.length} frames = {layout.n_windows} windows of {layout.window} "
           f"overlapping by {layout.overlap}; {len(prompts)} prompts x {len(args.seeds)} seeds; guidance {args.guidance}; "
