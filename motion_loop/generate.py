@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -167,6 +168,10 @@ def check_numbers(args) -> None:
     positive("batch_size", args.batch_size, "integer")
     positive("steps", args.steps, "integer")
     positive("threads", args.threads, "integer")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > 4 * cores:
+        raise UserError(f"--threads {args.threads} is far more than this machine's {cores} cores: use at most {cores} "
+                        "(or leave it out: the default uses the free cores)")
     positive("loop_repeats", args.loop_repeats, "integer")
     positive("window", args.window, "number of frames")
     positive("overlap", args.overlap, "number of frames")

@@ -197,6 +197,7 @@ def test_existing_output_dir_needs_overwrite_and_keeps_user_files(tiny, tmp_path
         (["--text_prompt", "a", "--num_repetitions", "0"], "num_repetitions"),
         (["--text_prompt", "a", "--steps", "-1"], "steps"),
         (["--text_prompt", "a", "--threads", "0"], "threads"),
+        (["--text_prompt", "a", "--threads", "100000"], "cores"),
         (["--text_prompt", "a", "--device", "tpu"], "device"),
         (["--input_text", "/nonexistent/prompts.txt"], "does not exist"),
         ([], "exactly one of"),
