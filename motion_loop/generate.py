@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EDM Heun / DPM-Solver++ steps (default 40; ddpm uses all model steps)")
     g.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
                    help="model precision: auto picks the measured default of the device (fp32 on CPU and GPU: bf16 "
-                        "moves a loop by more than 1 cm); bf16 is faster on GPUs (default auto)")
+                        "moves a loop by ~2 cm); bf16 is meant for GPUs (on CPUs without native bf16 it is 4-6x "
+                        "slower) (default auto)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: the cores other processes leave free, by the load average; "
                         "threads beyond that make sampling several times slower)")
