@@ -395,7 +395,7 @@ def decode(features: torch.Tensor, normalizer, dataset: str = "humanml") -> tupl
 def run(args) -> dict:
     from motion_loop.diffusion import MDMDenoiser
     from motion_loop.mdm import load_model
-    from motion_loop.speed import resolve_dtype, set_threads
+    from motion_loop.speed import fill_canvas, resolve_dtype, set_threads
     from motion_loop.text_encoders import CaptionBank, text_encoder_for
 
     prompts = read_prompts(args)
@@ -423,6 +423,8 @@ def run(args) -> dict:
     if args.loop and requested < MIN_LOOP_FRAMES:
         raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
     layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
+    if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
+        layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
     plan = Plan(prompts, args.num_repetitions, layout.length if args.loop else requested, layout, args.loop, fps)
     if args.loop and plan.frames != requested:
         print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")

@@ -273,3 +273,21 @@ def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys):
     assert run["sampler"] == "dpmpp_2m" and run["dtype"] == "bf16" and run["threads"] == 1
     assert run["steps"] == 4  # one model call per step
     assert np.isfinite(np.load(out_dir / "features.npy")).all()
+
+
+def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "canvas"
+    torch.manual_seed(0)
+    config = MDMConfig(latent_dim=32, layers=1, ff_size=64, num_heads=2, mask_frames=False,
+                       diffusion_steps=50, max_motion_length=60)
+    model_path = save_model(folder / "model000000007.pt", MDM(config))
+    for name in ("Mean.npy", "Std.npy"):
+        shutil.copy(tiny["model"].parent / name, folder / name)
+    out_dir = tmp_path / "out"
+    run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
+               "--no-render", "--no-bvh", "--output_dir", str(out_dir), model=model_path), capsys)
+    layout = json.loads((out_dir / "run.json").read_text())["layout"]
+    # 40 frames = 2 windows of stride 20; the 60-frame canvas costs the same, so overlaps grow from 10 to 17
+    assert (layout["n_windows"], layout["window"], layout["overlap"]) == (2, 37, 17)

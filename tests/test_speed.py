@@ -33,3 +33,17 @@ def test_resolve_dtype():
     assert resolve_dtype("auto", torch.device("cuda"))[0] in ("fp32", "bf16")
     with pytest.raises(ValueError):
         resolve_dtype("fp8", torch.device("cpu"))
+
+
+def test_fill_canvas_keeps_the_windows_starts_and_grows_the_overlaps():
+    from motion_loop.collage import Layout
+    from motion_loop.speed import fill_canvas
+
+    six = fill_canvas(Layout(90, 30, 2, cyclic=True), 196)  # a 6 s loop
+    assert (six.window, six.overlap, six.n_windows, six.length) == (110, 50, 2, 120)
+    ten = fill_canvas(Layout(150, 50, 2, cyclic=True), 196)  # 10 s: stride 100, 5/6 of it
+    assert (ten.window, ten.overlap, ten.length) == (184, 84, 200)
+    tight = fill_canvas(Layout(150, 50, 2, cyclic=True), 160)  # the canvas caps the window
+    assert (tight.window, tight.overlap) == (160, 60)
+    chain = fill_canvas(Layout(150, 50, 3, cyclic=False), 196)
+    assert chain.length == Layout(150, 50, 3).length + (chain.overlap - 50) and chain.stride == 100
