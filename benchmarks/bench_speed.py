@@ -17,7 +17,8 @@ The original checkpoint's model (``mask_frames`` False) sees every row on its 19
 every row of every call below is 196 frames: a window, an overlap or a single motion cost the same.
 
     python benchmarks/bench_speed.py                                   # CPU, about 10 minutes on 2 cores
-    python benchmarks/bench_speed.py --device cuda --dtype bf16 --compile
+    python benchmarks/bench_speed.py --device cuda --dtype bf16 --compile              # CUDA graphs
+    python benchmarks/bench_speed.py --tiny --edm-steps 2 --windows 2 ...             # smoke run (timings mean nothing)
 """
 
 from __future__ import annotations
@@ -119,6 +120,27 @@ def flag(others: float | None) -> str:
     return "" if others is None or others < OTHERS_MAX else f" (others took {others:.0%} of the CPU)"
 
 
+class _Compiled(torch.nn.Module):
+    """A torch.compile'd MDM that the denoiser can hold like the model itself (``config``,
+    ``parameters()``). Each call starts a new CUDA-graph step and returns a copy of the output:
+    a graph replay overwrites its output buffers, and the official sampler keeps the conditional
+    branch's output while it runs the unconditional one."""
+
+    def __init__(self, model: MDM, mode: str):
+        super().__init__()
+        self.model, self.config = model, model.config
+        self.compiled = torch.compile(model, mode=mode)
+
+    def forward(self, *args, **kwargs):
+        if hasattr(torch, "compiler") and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(*args, **kwargs).clone()
+
+
+def compiled(model: MDM, mode: str = "reduce-overhead") -> torch.nn.Module:
+    return _Compiled(model, mode)
+
+
 def time_ddpm(model_fn, shape, alphas_cumprod, device, steps_timed: int, warmup: int = 2) -> float:
     """Median seconds per DDPM step over ``steps_timed`` steps after ``warmup`` steps."""
     stamps: list[float] = []
@@ -170,12 +192,21 @@ def evaluations(steps: int) -> int:
 
 
 def main() -> None:
+    global TRIES
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="Example: python benchmarks/bench_speed.py --device cuda --dtype bf16")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="model weights' dtype (default fp32)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the model (each new batch shape compiles during its warm-up)")
+    p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="reduce-overhead",
+                   help="torch.compile mode; reduce-overhead replays each batch shape as a CUDA graph on GPUs "
+                        "(default reduce-overhead)")
+    p.add_argument("--tries", type=int, default=TRIES,
+                   help=f"measure again (after 20 s) while other processes take over 10%% of the CPU, up to this "
+                        f"many times (default {TRIES})")
+    p.add_argument("--tiny", action="store_true",
+                   help="a 1-layer, 64-wide model instead of the full-size one (smoke runs: timings mean nothing)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--frames", type=int, default=196, help="frames of the single motion (default 196)")
     p.add_argument("--ddpm-steps-timed", type=int, default=20, help="DDPM steps timed, extrapolated to 1000 (default 20)")
@@ -196,21 +227,23 @@ def main() -> None:
     p.add_argument("--plot", type=Path, default=None, help="also plot seconds per loop against n to this PNG")
     args = p.parse_args()
 
+    TRIES = max(1, args.tries)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = MDM(MDMConfig()).to(device=device, dtype=DTYPES[args.dtype]).eval()  # humanml_trans_enc_512
+    size = dict(latent_dim=64, layers=1, ff_size=128, num_heads=4) if args.tiny else {}
+    model = MDM(MDMConfig(**size)).to(device=device, dtype=DTYPES[args.dtype]).eval()  # humanml_trans_enc_512
     n_params = sum(p.numel() for p in model.parameters())
     if args.compile:
-        model = torch.compile(model)
+        model = compiled(model, args.compile_mode)
     text = torch.randn(1, 512, device=device)
     cond = {"text_embed": text}
     official = MDMDenoiser(model, guidance_scale=args.guidance, batch_guidance=False)
     ours = MDMDenoiser(model, guidance_scale=args.guidance)
     abar = official.alphas_cumprod
     g = torch.Generator(device).manual_seed(0)
-    print(f"device: {machine(device)}; torch {torch.__version__}; {args.dtype}{', compiled' if args.compile else ''}; "
+    print(f"device: {machine(device)}; torch {torch.__version__}; {args.dtype}{f', compiled ({args.compile_mode})' if args.compile else ''}; "
           f"MDM trans_enc 512 ({n_params:,} parameters, random weights), guidance {args.guidance}; {load()}")
 
     with torch.inference_mode():

@@ -178,6 +178,14 @@ class MDMDenoiser:
     of a frame whose x0 is 0; the denoiser stays a deterministic function of ``(x, sigma)`` and
     Heun's two evaluations of a step see consistent padding. ``canvas_frames=None`` runs rows at
     their own width (MDM's behaviour, needed for exact official parity on short samples).
+
+    **Packing.** With ``pack`` (default) a ``mask_frames`` model evaluates rows of different
+    lengths (a collage's windows and overlaps) in one call per distinct length, each at its own
+    width: the key padding mask already makes padded frames invisible, so the result is the padded
+    call's, without the padded frames' cost. Canvas models see every row on the canvas anyway.
+
+    **Precision.** The forward runs in the model's parameter dtype (a bf16 model gets bf16 inputs);
+    its output is taken back to float32 before guidance, so the sampler's state stays float32.
     """
 
     accepts_padding = True
@@ -191,8 +199,10 @@ class MDMDenoiser:
         batch_guidance: bool = True,
         canvas_frames: int | None | str = "auto",
         padding_seed: int = 0,
+        pack: bool = True,
     ):
         self.model = model
+        self.pack = pack
         self.config = model.config
         self.guidance_scale = float(guidance_scale)
         self.batch_guidance = batch_guidance
@@ -253,8 +263,24 @@ class MDMDenoiser:
                 raise ValueError("pass lengths only without pieces (pieces.length gives each row's frames)")
             lengths = pieces.length
         emb, conditional = self.row_conditions(text_embed, rows, pieces, x.device)
-        x0 = self.predict_x0(x * c_in[:, None, None, None], t, emb, conditional, lengths)
+        x_vp = x * c_in[:, None, None, None]
+        if lengths is not None and self.pack and self.config.mask_frames and self.canvas_frames is None:
+            widths = sorted(set(lengths.tolist()))
+            if len(widths) > 1:
+                return self._packed(x_vp, t, emb, conditional, lengths.to(x.device), widths).to(x.dtype)
+        x0 = self.predict_x0(x_vp, t, emb, conditional, lengths)
         return x0.to(x.dtype)
+
+    def _packed(self, x_vp: Tensor, t: Tensor, emb: Tensor, conditional: Tensor, lengths: Tensor,
+                widths: list[int]) -> Tensor:
+        """One :meth:`predict_x0` call per distinct row length, each row at its own width."""
+        out = torch.zeros(x_vp.shape, device=x_vp.device, dtype=torch.float32)
+        for width in widths:
+            rows = (lengths == width).nonzero().squeeze(1)
+            out[rows, ..., :width] = self.predict_x0(
+                x_vp[rows, ..., :width], t[rows.to(t.device)], emb[rows], conditional[rows], lengths[rows]
+            ).float()
+        return out
 
     def row_conditions(
         self, text_embed: Tensor | TextTokens | None, rows: int, pieces: Pieces | None, device: torch.device
@@ -346,7 +372,8 @@ class MDMDenoiser:
         return (x0 * mask)[..., :n_frames]  # 0 on padded frames, back to the rows' width
 
     def _forward(self, x: Tensor, t: Tensor, text_embed: Tensor | TextTokens, uncond: Tensor, mask: Tensor) -> Tensor:
-        return self.model(x, t, {"text_embed": text_embed, "uncond": uncond, "mask": mask})
+        # float32 out: guidance amplifies (c - u), which bf16 would round first
+        return self.model(x, t, {"text_embed": text_embed, "uncond": uncond, "mask": mask}).float()
 
     def _on_canvas(self, x_t: Tensor, t: Tensor, lengths: Tensor, width: int) -> Tensor:
         """Rows inside a ``width``-frame canvas whose frames past each row's length are training

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -81,10 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
 
     g = p.add_argument_group("sampler")
-    g.add_argument("--sampler", choices=("edm", "ddpm"), default="edm",
-                   help="edm: Heun steps over MDM as an EDM denoiser (fast); ddpm: MDM's own ancestral "
-                        "sampler over every diffusion step (default edm)")
-    g.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40; ddpm uses all model steps)")
+    g.add_argument("--sampler", choices=("edm", "dpmpp_2m", "ddpm"), default="edm",
+                   help="edm: Heun steps over MDM as an EDM denoiser (fast); dpmpp_2m: DPM-Solver++(2M), one model "
+                        "call per step (fastest, less exact per step); ddpm: MDM's own ancestral sampler over every "
+                        "diffusion step (default edm)")
+    g.add_argument("--steps", type=int, default=40,
+                   help="EDM Heun / DPM-Solver++ steps (default 40; ddpm uses all model steps)")
+    g.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="model precision: auto picks the measured default of the device (fp32 on CPU and GPU: bf16 "
+                        "moves a loop by ~2 cm); bf16 is meant for GPUs (on CPUs without native bf16 it is 4-6x "
+                        "slower) (default auto)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the cores other processes leave free, by the load average; "
+                        "threads beyond that make sampling several times slower)")
     g.add_argument("--s_churn", type=float, default=0.0,
                    help="EDM stochastic churn (0 = deterministic ODE; the DiffCollage seed uses 10) (default 0)")
 
@@ -173,6 +183,11 @@ def check_numbers(args) -> None:
     positive("num_repetitions", args.num_repetitions, "integer")
     positive("batch_size", args.batch_size, "integer")
     positive("steps", args.steps, "integer")
+    positive("threads", args.threads, "integer")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > 4 * cores:
+        raise UserError(f"--threads {args.threads} is far more than this machine's {cores} cores: use at most {cores} "
+                        "(or leave it out: the default uses the free cores)")
     positive("loop_repeats", args.loop_repeats, "integer")
     positive("window", args.window, "number of frames")
     positive("overlap", args.overlap, "number of frames")
@@ -398,8 +413,13 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     else:
         sigmas = denoiser.sigmas(steps).to(device)
         x = sigmas[0].to(torch.float32) * torch.randn(shape, generator=generator, device=device)
-        x0 = sample_heun(full, x, sigmas, cond={"text_embed": text_embed}, s_churn=s_churn,
-                         generator=generator, progress=progress)
+        if sampler == "dpmpp_2m":
+            from motion_loop.sampling import sample_dpmpp_2m
+
+            x0 = sample_dpmpp_2m(full, x, sigmas, cond={"text_embed": text_embed}, progress=progress)
+        else:
+            x0 = sample_heun(full, x, sigmas, cond={"text_embed": text_embed}, s_churn=s_churn,
+                             generator=generator, progress=progress)
         n_steps = len(sigmas) - 1
     return x0[..., : plan.frames], n_steps
 
@@ -450,6 +470,7 @@ def run(args, cache: dict | None = None) -> dict:
     """One run of ``python -m sample``; ``cache`` keeps the model and text encoder between runs."""
     from motion_loop.diffusion import MDMDenoiser
     from motion_loop.text_encoders import CaptionBank
+    from motion_loop.speed import fill_canvas, resolve_dtype, set_threads
 
     prompts = read_prompts(args)
     check_numbers(args)
@@ -463,9 +484,12 @@ def run(args, cache: dict | None = None) -> dict:
         motions, frames, videos=args.render, bvh=args.bvh,
         video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
     print(f"model: {model_path} ({why})")
+    threads = set_threads(args.threads)
     loaded = cached_model(cache, model_path, device, args)
     safety.check_weights(loaded.model, model_path)
     config = loaded.config
+    dtype_name, dtype = resolve_dtype(args.dtype, device)
+    loaded.model.to(dtype)
     kit = config.dataset == "kit"
     if kit:
         from motion_loop.skeleton import KIT_FPS
@@ -474,6 +498,8 @@ def run(args, cache: dict | None = None) -> dict:
     if args.loop and requested < MIN_LOOP_FRAMES:
         raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
     layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
+    if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
+        layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
     plan = Plan(prompts, args.num_repetitions, layout.length if args.loop else requested, layout, args.loop, fps)
     if args.loop and plan.frames != requested:
         print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
@@ -490,7 +516,8 @@ def run(args, cache: dict | None = None) -> dict:
     generator = torch.Generator(device).manual_seed(args.seed)
     texts = plan.texts
     batch_size = args.batch_size or len(texts)
-    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler")
+    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler, {dtype_name}"
+          + (f", {threads} thread(s)" if device.type == "cpu" else ""))
     started = time.perf_counter()
     features, joints = [], []
     with torch.inference_mode():
@@ -551,6 +578,8 @@ def run(args, cache: dict | None = None) -> dict:
         "sampler": args.sampler,
         "steps": n_steps,
         "s_churn": args.s_churn if args.sampler == "edm" else None,
+        "dtype": dtype_name,
+        "threads": threads if device.type == "cpu" else None,
         "guidance_param": args.guidance_param,
         "seed": args.seed,
         "device": str(device),

@@ -40,7 +40,7 @@ def test_bench_collage_calls_per_step_do_not_grow_with_n():
 
 
 def test_bench_speed_prints_every_row(tmp_path):
-    out = run("bench_speed.py", "--edm-steps", "2", "--windows", "2", "--ddpm-windows", "2", "--check-windows",
+    out = run("bench_speed.py", "--tiny", "--tries", "1", "--edm-steps", "2", "--windows", "2", "--ddpm-windows", "2", "--check-windows",
               "--ddpm-steps-timed", "1", "--steps-timed", "1", "--window-steps-timed", "1", "--loop-steps", "2",
               "--frames", "40", "--plot", str(tmp_path / "speed.png"))
     for row in ("official DDPM, guidance in 2 calls", "EDM Heun, batched guidance", "DiffCollage condind",
@@ -52,3 +52,24 @@ def test_bench_speed_prints_every_row(tmp_path):
 def test_bench_render_measures_both_renderers():
     out = run("bench_render.py", "--frames", "20", "--repeats", "1")
     assert "motion_loop.render" in out and "FuncAnimation.save" in out and "speed-up:" in out
+
+
+def test_bench_fast_times_every_case():
+    out = run("bench_fast.py", "--tiny", "--seconds", "6", "--dtypes", "fp32", "--threads", "1", "--repeats", "1",
+              "--evals", "1")
+    assert "| 6 s | 2 x 90 (overlap 30) | fp32 | 1 | canvas |" in out and "Heun 40 (former default) 79" in out
+    out = run("bench_fast.py", "--tiny", "--seconds", "6", "--dtypes", "fp32", "--threads", "1", "--repeats", "1",
+              "--evals", "1", "--mask_frames")
+    assert "| packed |" in out and "| padded |" in out
+
+
+def test_bench_steps_compares_settings_with_the_reference():
+    model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
+    stats = shared_path("humanml3d", "Mean.npy").parent
+    out = run("bench_steps.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text", "--seeds", "0",
+              "--kinds", "walk", "--seconds", "3", "--reference", "heun:3", "--settings", "heun:2", "dpmpp_2m:2",
+              "heun:2:bf16")
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert rows["heun:3 (reference)"].split("|")[3].strip() == "0.00 / 0.00"  # the reference against itself
+    assert float(rows["heun:2"].split("|")[3].split("/")[0]) > 0
+    assert rows["heun:2:bf16"].split("|")[8].strip() != ""  # bf16 against fp32 of the same setting

@@ -322,3 +322,33 @@ def test_text_embed_shapes_are_checked():
     with torch.no_grad():
         uncond = denoiser(x, sigma, text_embed=None)
     assert uncond.shape == x.shape and not math.isnan(uncond.sum().item())
+
+
+def test_mask_frames_collage_packs_pieces_into_calls_of_their_own_length():
+    model = tiny_model(mask_frames=True)
+    layout = Layout(window=24, overlap=8, n_windows=3, cyclic=True)
+    packed, padded = (CollageDenoiser(MDMDenoiser(model, pack=pack), layout) for pack in (True, False))
+    log = ForwardLog(model)
+    g = torch.Generator().manual_seed(0)
+    x, text = torch.randn(2, 263, 1, layout.length, generator=g), torch.randn(2, 512, generator=g)
+    sigma = packed.inner.round_sigma(torch.tensor([2.0, 0.3]))
+    with torch.no_grad():
+        out = packed(x, sigma, text_embed=text)
+        widths = [call[0].shape for call in log.calls]
+        reference = padded(x, sigma, text_embed=text)
+    # windows (2 samples x 3, both guidance branches) at 24 frames, overlaps at 8: no padded frames
+    assert widths == [(12, 263, 1, 8), (12, 263, 1, 24)]
+    assert log.calls[2][0].shape == (24, 263, 1, 24)  # the padded path: one call of 24-frame rows
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_model_keeps_float32_state_and_stays_close():
+    model = tiny_model(mask_frames=True)
+    g = torch.Generator().manual_seed(1)
+    x, text = torch.randn(2, 263, 1, 20, generator=g), torch.randn(2, 512, generator=g)
+    sigma = torch.tensor([1.0, 1.0])
+    with torch.no_grad():
+        full = MDMDenoiser(model)(x, sigma, text_embed=text)
+        half = MDMDenoiser(tiny_model(mask_frames=True).to(torch.bfloat16))(x, sigma, text_embed=text)
+    assert half.dtype == torch.float32
+    assert (half - full).abs().max() < 0.1 * full.abs().max() and not torch.equal(half, full)

@@ -196,6 +196,8 @@ def test_existing_output_dir_needs_overwrite_and_keeps_user_files(tiny, tmp_path
         (["--text_prompt", "a", "--loop", "--window", "40", "--overlap", "30"], "half"),
         (["--text_prompt", "a", "--num_repetitions", "0"], "num_repetitions"),
         (["--text_prompt", "a", "--steps", "-1"], "steps"),
+        (["--text_prompt", "a", "--threads", "0"], "threads"),
+        (["--text_prompt", "a", "--threads", "100000"], "cores"),
         (["--text_prompt", "a", "--device", "tpu"], "device"),
         (["--input_text", "/nonexistent/prompts.txt"], "does not exist"),
         ([], "exactly one of"),
@@ -268,3 +270,33 @@ def test_seamless_collage_is_the_default_and_the_others_stay_selectable():
     assert parser.parse_args(["--text_prompt", "a person walks"]).collage == "seamless"
     for method in ("condind", "avg"):
         assert parser.parse_args(["--text_prompt", "a person walks", "--collage", method]).collage == method
+
+
+def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys):
+    out_dir = tmp_path / "fast"
+    out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
+                     "--sampler", "dpmpp_2m", "--dtype", "bf16", "--threads", "1", "--no-render", "--no-bvh",
+                     "--output_dir", str(out_dir)), capsys)
+    assert "dpmpp_2m sampler, bf16, 1 thread(s)" in out
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["sampler"] == "dpmpp_2m" and run["dtype"] == "bf16" and run["threads"] == 1
+    assert run["steps"] == 4  # one model call per step
+    assert np.isfinite(np.load(out_dir / "features.npy")).all()
+
+
+def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "canvas"
+    torch.manual_seed(0)
+    config = MDMConfig(latent_dim=32, layers=1, ff_size=64, num_heads=2, mask_frames=False,
+                       diffusion_steps=50, max_motion_length=60)
+    model_path = save_model(folder / "model000000007.pt", MDM(config))
+    for name in ("Mean.npy", "Std.npy"):
+        shutil.copy(tiny["model"].parent / name, folder / name)
+    out_dir = tmp_path / "out"
+    run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
+               "--no-render", "--no-bvh", "--output_dir", str(out_dir), model=model_path), capsys)
+    layout = json.loads((out_dir / "run.json").read_text())["layout"]
+    # 40 frames = 2 windows of stride 20; the 60-frame canvas costs the same, so overlaps grow from 10 to 17
+    assert (layout["n_windows"], layout["window"], layout["overlap"]) == (2, 37, 17)

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from motion_loop.speed import default_threads, free_cores, resolve_dtype, set_threads
+
+
+def test_free_cores_follow_the_load():
+    assert free_cores(2, 0.1) == 2
+    assert free_cores(2, 0.8) == 1  # one core's worth of other work
+    assert free_cores(2, 9.0) == 1  # never below one
+    assert free_cores(16, 3.4) == 13
+    assert free_cores(4, 0.0) == 4
+
+
+def test_default_threads_never_exceed_torchs_own_choice():
+    assert 1 <= default_threads(64, 0.0) <= torch.get_num_threads()
+    assert default_threads(64, 1000.0) == 1
+
+
+def test_set_threads_explicit_and_invalid():
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+        with pytest.raises(ValueError):
+            set_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_resolve_dtype():
+    assert resolve_dtype("bf16", torch.device("cpu")) == ("bf16", torch.bfloat16)
+    assert resolve_dtype("auto", torch.device("cpu")) == ("fp32", torch.float32)
+    assert resolve_dtype("auto", torch.device("cuda"))[0] in ("fp32", "bf16")
+    with pytest.raises(ValueError):
+        resolve_dtype("fp8", torch.device("cpu"))
+
+
+def test_fill_canvas_keeps_the_windows_starts_and_grows_the_overlaps():
+    from motion_loop.collage import Layout
+    from motion_loop.speed import fill_canvas
+
+    six = fill_canvas(Layout(90, 30, 2, cyclic=True), 196)  # a 6 s loop
+    assert (six.window, six.overlap, six.n_windows, six.length) == (110, 50, 2, 120)
+    ten = fill_canvas(Layout(150, 50, 2, cyclic=True), 196)  # 10 s: stride 100, 5/6 of it
+    assert (ten.window, ten.overlap, ten.length) == (184, 84, 200)
+    tight = fill_canvas(Layout(150, 50, 2, cyclic=True), 160)  # the canvas caps the window
+    assert (tight.window, tight.overlap) == (160, 60)
+    chain = fill_canvas(Layout(150, 50, 3, cyclic=False), 196)
+    assert chain.length == Layout(150, 50, 3).length + (chain.overlap - 50) and chain.stride == 100
