@@ -46,6 +46,7 @@ DEFAULT_BOUNDARY: Boundary = "average"
 SEQUENCE_MARKERS = {"then", "afterwards", "afterward", "subsequently", "finally", "lastly"}
 AFTER_OBJECTS = {"that", "this", "which"}  # "after that", "after this", "after which"
 SUBJECT_DEPS = {"nsubj", "nsubjpass"}
+MIN_WINDOW = 15  # frames: shorter windows hold no recognisable action (0.75 s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,9 +284,11 @@ def segment_layout(frames: int, durations: Sequence[Sequence[int]], max_window: 
             layout = choose(frames, max_window, loop, num_windows=n, **overrides)
         except UserError:
             continue
-        if layout is not None and layout.n_windows >= n_segments and layout.stride <= shortest:
+        if layout is None or layout.window < MIN_WINDOW:
+            break  # more windows only make them shorter
+        if layout.n_windows >= n_segments and layout.stride <= shortest:
             return layout
-    raise UserError(f"{n_segments} segments (the shortest {shortest} frames) do not fit windows of at most "
+    raise UserError(f"{n_segments} segments (the shortest {shortest} frames) do not fit windows of {MIN_WINDOW} to "
                     f"{max_window} frames in a {frames}-frame motion: make the segments longer")
 
 
