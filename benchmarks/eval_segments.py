@@ -77,6 +77,7 @@ def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_path", type=Path, default=DEMO_MODEL, help=f"MDM checkpoint (default {DEMO_MODEL})")
+    p.add_argument("--stats_dir", type=Path, default=None, help="Mean.npy/Std.npy folder (default: beside the checkpoint)")
     p.add_argument("--random_text", action=argparse.BooleanOptionalAction, default=False,
                    help="a fixed random embedding per prompt instead of the model's text encoder (smoke runs only)")
     p.add_argument("--per_count", type=int, default=8, help="sequences of each length 2, 3, 4 (default 8: 24 in all)")
@@ -99,7 +100,7 @@ def main() -> None:
     device = torch.device("cpu")
     loaded = load_model(args.model_path, device)
     config = loaded.config
-    normalizer, _ = load_stats(None, args.model_path)
+    normalizer, _ = load_stats(args.stats_dir, args.model_path)
     fps = 20.0
     kinds = list(PROMPTS)
     rng = np.random.default_rng(args.seed + 1000)

@@ -51,3 +51,19 @@ def test_bench_speed_prints_every_row(tmp_path):
 def test_bench_render_measures_both_renderers():
     out = run("bench_render.py", "--frames", "20", "--repeats", "1")
     assert "motion_loop.render" in out and "FuncAnimation.save" in out and "speed-up:" in out
+
+
+def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
+    model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
+    stats = shared_path("humanml3d", "Mean.npy").parent
+    out = run("eval_segments.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text",
+              "--per_count", "1", "--counts", "2", "--steps", "2", "--segment_seconds", "1.5",
+              "--json", str(tmp_path / "runs.json"))
+    results = json.loads((tmp_path / "runs.json").read_text())["results"]
+    assert {k for k in results if k.startswith("loop: ")} == {
+        "loop: collage average", "loop: collage uncond", "loop: collage left", "loop: collage right",
+        "loop: outpainting", "loop: blend", "loop: single prompt"}
+    assert "chain: blend" in results and "chain: outpainting" in results
+    for runs in results.values():
+        assert len(runs) == 1 and runs[0]["transition_jerk_ratio"] > 0 and len(runs[0]["segment_kinds"]) == 2
+    assert "| collage average |" in out
