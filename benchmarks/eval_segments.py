@@ -93,6 +93,8 @@ def main() -> None:
     p.add_argument("--transition_window", type=int, default=40,
                    help="frames centred on a transition for PJ and AUJ (default 40: FlowMDM uses 60 on HumanML3D; "
                         "2 s segments leave 20 on each side)")
+    p.add_argument("--window", type=int, default=None, help="window frames (default: the CLI's choice for segments)")
+    p.add_argument("--overlap", type=int, default=None, help="overlap frames (default: the CLI's choice for segments)")
     p.add_argument("--json", type=Path, default=None, help="also write every run's metrics to this JSON file")
     args = p.parse_args()
 
@@ -128,7 +130,8 @@ def main() -> None:
         for n_actions, sequences in groups.items():
             frames = n_actions * seg_frames
             durations = [seg_frames] * n_actions
-            layout = segment_layout(frames, [durations], config.max_frames, cyclic, choose_layout)
+            layout = segment_layout(frames, [durations], config.max_frames, cyclic, choose_layout,
+                                    window=args.window, overlap=args.overlap)
             plan = place_segments([PROMPTS[k] for k in sequences[0]], durations, layout, layout.length if cyclic else frames)
             b = len(sequences)
             seg_embed = torch.stack([encode([PROMPTS[k] for k in seq]) for seq in sequences])  # [B, S, D]
@@ -168,7 +171,8 @@ def main() -> None:
                         row["segment_kinds"] = list(predicted)
                         row["segment_accuracy"] = float(np.mean([p_ == e for p_, e in zip(predicted, expected)]))
                     results.setdefault(f"{shape_name}: {method}", []).append(row)
-                print(f"  {shape_name} {n_actions} actions, {method}: {seconds / b:.2f} s per motion", flush=True)
+                print(f"  {shape_name} {n_actions} actions, {method}: {seconds / b:.2f} s per motion; layout "
+                      f"{layout.n_windows} x {layout.window} overlap {layout.overlap}", flush=True)
         print_table(results, shape_name)
     if args.json is not None:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
