@@ -86,10 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--timeline", type=Path, default=None,
                    help="segments with exact durations instead of --text_prompt: JSON [{\"prompt\": ..., \"seconds\": ...}] "
                         "or TSV lines prompt<TAB>seconds; the motion lasts their sum")
-    g.add_argument("--boundary", choices=("uncond", "left", "right", "average"), default="average",
+    g.add_argument("--boundary", choices=("uncond", "left", "right", "average"), default="uncond",
                    help="what the frames two segments share are conditioned on: the unconditional model, the earlier "
-                        "or later prompt, or the average of both predictions (default average, measured best in "
-                        "benchmarks/eval_segments.py)")
+                        "or later prompt, or the average of both predictions (default uncond: most segments right and "
+                        "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
 
     g = p.add_argument_group("sampler")
     g.add_argument("--sampler", choices=("edm", "ddpm"), default="edm",
@@ -556,7 +556,7 @@ def _segment_run(args, prompts: list[str], frames: int, max_window: int, fps: fl
 
     segments = read_segments(prompts, split=getattr(args, "split", True), timeline=getattr(args, "timeline", None))
     run = plan_run(prompts, segments, frames, fps, max_window, args.loop, choose_layout,
-                   boundary=getattr(args, "boundary", "average"), window=args.window, overlap=args.overlap,
+                   boundary=getattr(args, "boundary", "uncond"), window=args.window, overlap=args.overlap,
                    num_windows=args.num_windows)
     if run is not None:
         for prompt, seg in run.plans.items():

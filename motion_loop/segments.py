@@ -40,7 +40,7 @@ from motion_loop.errors import UserError
 
 Boundary = Literal["uncond", "left", "right", "average"]
 BOUNDARY_MODES: tuple[str, ...] = ("uncond", "left", "right", "average")
-DEFAULT_BOUNDARY: Boundary = "average"
+DEFAULT_BOUNDARY: Boundary = "uncond"  # measured: benchmarks/RESULTS.md, "Several actions"
 
 # Words that start a new, later action. "and" alone does not: "walks and waves" is one action.
 SEQUENCE_MARKERS = {"then", "afterwards", "afterward", "subsequently", "finally", "lastly"}

@@ -169,7 +169,7 @@ def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  #
     segs = run["segments"]["per_prompt"]["a person walks forward, then jumps, then waves"]
     assert [s["prompt"] for s in segs] == ["a person walks forward", "a person jumps", "a person waves"]
     assert segs[0]["frames"][0] == 0 and segs[-1]["frames"][1] == run["frames"] == 120
-    assert run["segments"]["boundary"] == "average"
+    assert run["segments"]["boundary"] == "uncond"
     line = (out_dir / "results.txt").read_text()
     assert line.startswith("a person walks forward (frames 0-") and line.count(" | ") == 2
     assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
