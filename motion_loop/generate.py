@@ -314,7 +314,7 @@ def resolve_output_dir(args, model_path: Path) -> Path:
         if out.is_dir() and any(out.iterdir()) and not args.overwrite:
             raise UserError(f"--output_dir {out} already has files: pass --overwrite to replace ours, or another folder")
         return out
-    source = args.text_prompt if args.text_prompt is not None else args.input_text.stem
+    source = args.text_prompt if args.text_prompt is not None else (args.input_text or args.timeline).stem
     out = default_output_dir(model_path, args.seed, source)
     candidate, k = out, 2
     while candidate.exists() and not (args.overwrite and candidate == out):

@@ -9,6 +9,7 @@ import torch
 
 from motion_loop.collage import CollageDenoiser, Layout
 from motion_loop.errors import UserError
+from motion_loop import generate
 from motion_loop.generate import choose_layout, main
 from motion_loop.render import title_at
 from motion_loop.segments import (
@@ -175,7 +176,7 @@ def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  #
     assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
 
 
-def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys):  # noqa: F811
+def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch):  # noqa: F811
     timeline = tmp_path / "t.tsv"
     timeline.write_text("a person walks\t1.5\na person jumps\t2.5\n")
     out_dir = tmp_path / "tl"
@@ -186,6 +187,10 @@ def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys):  # noqa: F8
     spans = [s["frames"] for s in run["segments"]["per_prompt"]["a person walks | a person jumps"]]
     stride = run["layout"]["window"] - run["layout"]["overlap"]
     assert spans[0][0] == 0 and spans[1][1] == 80 and abs(spans[0][1] - 30) <= stride
+    # The default folder is named after the timeline file.
+    monkeypatch.setattr(generate, "default_output_dir", lambda model_path, seed, source: tmp_path / f"default_{source}")
+    run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1"), capsys)
+    assert (tmp_path / "default_t" / "run.json").is_file()
     out_dir = tmp_path / "whole"
     run_ok(cli(tiny, "--text_prompt", "a person walks, then jumps", "--no-split", "--no-render", "--no-bvh",
                "--num_repetitions", "1", "--output_dir", str(out_dir)), capsys)
