@@ -119,14 +119,16 @@ def outpainting_masks(layout: Layout) -> list[Tensor]:
 def sample_outpainting(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], sigmas: Tensor, *,
                        cond: dict | None = None, s_churn: float = 0.0, generator: torch.Generator | None = None,
                        device: torch.device | str | None = None, progress: bool = False,
-                       callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
+                       callback: Callable[[int, Tensor], None] | None = None,
+                       window_cond: Callable[[int], dict] | None = None) -> Tensor:
     """Sequential outpainting by replacement over the windows of ``layout``, ``[*shape, layout.length]``.
 
     Window i (``layout.window_index[i]``) is sampled with Heun steps over ``sigmas`` through a
     :class:`ReplacementDenoiser` that holds the frames of :func:`outpainting_masks` at the values
     made so far; those frames are then copied in exactly (the sampler reaches them only up to
     rounding). n windows cost n sequential samplings of one window each. ``cond`` goes to every
-    window; ``callback(i, sequence)`` runs after each window.
+    window, or ``window_cond(i)`` gives window i its own (e.g. its segment's prompt);
+    ``callback(i, sequence)`` runs after each window.
     """
     out = None
     for i, (index, mask) in enumerate(zip(layout.window_index, outpainting_masks(layout))):
@@ -137,12 +139,50 @@ def sample_outpainting(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...
         mask = mask.to(x.device)
         known = out[..., index]
         window_denoiser = ReplacementDenoiser(denoiser, known, mask, generator) if bool(mask.any()) else denoiser
-        window = sample_heun(window_denoiser, x, sigmas.to(x.device), cond=cond, s_churn=s_churn,
+        window = sample_heun(window_denoiser, x, sigmas.to(x.device),
+                             cond=window_cond(i) if window_cond is not None else cond, s_churn=s_churn,
                              generator=generator, progress=progress)
         out[..., index] = torch.where(mask, known, window)
         if callback is not None:
             callback(i, out)
     return out
+
+
+def sample_blended_segments(denoiser: Denoiser, bounds: list[int], length: int, blend: int, shape: tuple[int, ...],
+                            sigmas: Tensor, *, segment_cond: Callable[[int], dict], cyclic: bool,
+                            s_churn: float = 0.0, generator: torch.Generator | None = None,
+                            device: torch.device | str | None = None) -> Tensor:
+    """Independent segments joined by a linear blend, ``[*shape, length]``.
+
+    Segment k covers frames ``[bounds[k], bounds[k+1])`` (``bounds[0] = 0``, ``bounds[-1] = length``)
+    and is sampled on its own, with ``segment_cond(k)``, ``blend / 2`` frames longer on each side;
+    where two segments meet their samples are mixed with weights going linearly from one to the
+    other over the ``blend`` frames centred on the boundary. In a cycle the last segment also blends
+    into the first across frame 0. Segments of equal length are sampled in one batch each.
+    """
+    half = blend // 2
+    out, weight = None, None
+    for k in range(len(bounds) - 1):
+        start, stop = bounds[k] - half, bounds[k + 1] + half
+        x = _initial_noise((*shape, stop - start), sigmas, generator, device)
+        sample = sample_heun(denoiser, x, sigmas.to(x.device), cond=segment_cond(k), s_churn=s_churn, generator=generator)
+        if out is None:
+            out, weight = x.new_zeros((*shape, length)), x.new_zeros(length)
+        # Ramp weights: 0 -> 1 over the first blend frames, 1 -> 0 over the last, 1 between.
+        ramp = torch.ones(stop - start, device=x.device)
+        edge = (torch.arange(blend, device=x.device) + 0.5) / blend
+        ramp[:blend] = edge
+        ramp[-blend:] = edge.flip(0)
+        positions = torch.arange(start, stop, device=x.device)
+        if cyclic:
+            positions = positions % length
+        else:  # a chain's ends have no neighbour: full weight, frames outside dropped
+            ramp = torch.where((positions < half) | (positions >= length - half), torch.ones_like(ramp), ramp)
+            keep = (positions >= 0) & (positions < length)
+            positions, ramp, sample = positions[keep], ramp[keep], sample[..., keep]
+        out.index_add_(-1, positions, sample * ramp)
+        weight.index_add_(0, positions, ramp)
+    return out / weight
 
 
 def _collage(method: str):

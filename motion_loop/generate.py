@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
     g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
 
+    g = p.add_argument_group("several actions (segments, one factor graph)")
+    g.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
+                   help="split a prompt into actions at clause boundaries (\"then\", \"after that\", \";\", "
+                        "sentence ends; spaCy) and give each its share of --motion_length; --no-split keeps it whole. "
+                        "Explicit segments: \"a person walks | a person jumps\" (default on)")
+    g.add_argument("--timeline", type=Path, default=None,
+                   help="segments with exact durations instead of --text_prompt: JSON [{\"prompt\": ..., \"seconds\": ...}] "
+                        "or TSV lines prompt<TAB>seconds; the motion lasts their sum")
+    g.add_argument("--boundary", choices=("uncond", "left", "right", "average"), default="uncond",
+                   help="what the frames two segments share are conditioned on: the unconditional model, the earlier "
+                        "or later prompt, or the average of both predictions (default uncond: most segments right and "
+                        "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
+
     g = p.add_argument_group("sampler")
     g.add_argument("--sampler", choices=("edm", "dpmpp_2m", "ddpm"), default="edm",
                    help="edm: Heun steps over MDM as an EDM denoiser (fast); dpmpp_2m: DPM-Solver++(2M), one model "
@@ -149,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_prompts(args) -> list[str]:
+    if getattr(args, "timeline", None) is not None:
+        if args.text_prompt is not None or args.input_text is not None:
+            raise UserError("give --timeline FILE or a prompt (--text_prompt / --input_text), not both")
+        from motion_loop.segments import read_timeline
+
+        return [" | ".join(s.text for s in read_timeline(args.timeline))]
     if (args.text_prompt is None) == (args.input_text is None):
         raise UserError("give exactly one of --text_prompt \"...\" or --input_text FILE")
     if args.text_prompt is not None:
@@ -358,7 +377,7 @@ def resolve_output_dir(args, model_path: Path) -> Path:
         if out.is_dir() and any(out.iterdir()) and not args.overwrite:
             raise UserError(f"--output_dir {out} already has files: pass --overwrite to replace ours, or another folder")
         return out
-    source = args.text_prompt if args.text_prompt is not None else args.input_text.stem
+    source = args.text_prompt if args.text_prompt is not None else (args.input_text or args.timeline).stem
     out = default_output_dir(model_path, args.seed, source)
     candidate, k = out, 2
     while candidate.exists() and not (args.overwrite and candidate == out):
@@ -396,8 +415,10 @@ class Plan:
 
 
 def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator, *,
-                    sampler: str, steps: int, s_churn: float, collage: str, progress: bool) -> tuple[torch.Tensor, int]:
-    """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps."""
+                    sampler: str, steps: int, s_churn: float, collage: str, progress: bool,
+                    cond: dict | None = None, finish=None) -> tuple[torch.Tensor, int]:
+    """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps.
+    ``cond`` replaces ``{"text_embed": text_embed}`` (segments); ``finish(x0)`` runs before cropping."""
     from motion_loop.diffusion import ddpm_sample, vp_model_fn
     from motion_loop.sampling import sample_heun
 
@@ -405,9 +426,10 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     length = plan.layout.length if plan.layout is not None else plan.frames
     shape = (len(text_embed), denoiser.config.n_feats, 1, length)  # a tensor or TextTokens: one row per motion
     full = CollageDenoiser(denoiser, plan.layout, collage, generator=generator) if plan.layout is not None else denoiser
+    cond = {"text_embed": text_embed} if cond is None else cond
     if sampler == "ddpm":
         abar = denoiser.alphas_cumprod
-        x0 = ddpm_sample(vp_model_fn(full, abar, text_embed=text_embed), shape, abar,
+        x0 = ddpm_sample(vp_model_fn(full, abar, **cond), shape, abar,
                          generator=generator, device=device, progress=progress)
         n_steps = len(abar)
     else:
@@ -416,11 +438,12 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
         if sampler == "dpmpp_2m":
             from motion_loop.sampling import sample_dpmpp_2m
 
-            x0 = sample_dpmpp_2m(full, x, sigmas, cond={"text_embed": text_embed}, progress=progress)
+            x0 = sample_dpmpp_2m(full, x, sigmas, cond=cond, progress=progress)
         else:
-            x0 = sample_heun(full, x, sigmas, cond={"text_embed": text_embed}, s_churn=s_churn,
+            x0 = sample_heun(full, x, sigmas, cond=cond, s_churn=s_churn,
                              generator=generator, progress=progress)
         n_steps = len(sigmas) - 1
+    x0 = finish(x0) if finish is not None else x0
     return x0[..., : plan.frames], n_steps
 
 
@@ -473,6 +496,10 @@ def run(args, cache: dict | None = None) -> dict:
     from motion_loop.speed import fill_canvas, resolve_dtype, set_threads
 
     prompts = read_prompts(args)
+    if getattr(args, "timeline", None) is not None:  # the motion lasts the timeline's sum
+        from motion_loop.segments import read_timeline
+
+        args.motion_length = sum(s.seconds for s in read_timeline(args.timeline))
     check_numbers(args)
     check_asset_flags(args)
     device = resolve_device(args.device)
@@ -497,9 +524,13 @@ def run(args, cache: dict | None = None) -> dict:
     requested = max(1, round(args.motion_length * fps))
     if args.loop and requested < MIN_LOOP_FRAMES:
         raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
-    layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
-    if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
-        layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
+    segments = _segment_run(args, prompts, requested, config.max_frames, fps)
+    if segments is not None:
+        layout = segments.layout
+    else:
+        layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
+        if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
+            layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
     plan = Plan(prompts, args.num_repetitions, layout.length if args.loop else requested, layout, args.loop, fps)
     if args.loop and plan.frames != requested:
         print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
@@ -507,12 +538,17 @@ def run(args, cache: dict | None = None) -> dict:
     text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
     read_as = None
     if isinstance(text_encoder, CaptionBank):
-        nearest = text_encoder.nearest(prompts)
+        read = segments.segment_texts() if segments is not None else prompts
+        nearest = text_encoder.nearest(read)
         read_as = [caption for caption, _ in nearest]
-        for prompt, (caption, cosine) in zip(prompts, nearest):
+        for prompt, (caption, cosine) in zip(read, nearest):
             print(f'caption bank: "{printable(prompt)}" is read as the training caption "{caption}" (cosine {cosine:.2f})')
 
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
+    if segments is not None:
+        from motion_loop.segments import SegmentDenoiser
+
+        denoiser = SegmentDenoiser(denoiser, args.boundary)
     generator = torch.Generator(device).manual_seed(args.seed)
     texts = plan.texts
     batch_size = args.batch_size or len(texts)
@@ -523,9 +559,12 @@ def run(args, cache: dict | None = None) -> dict:
     with torch.inference_mode():
         for first in range(0, len(texts), batch_size):
             chunk = texts[first: first + batch_size]
-            x0, n_steps = sample_features(plan, denoiser, text_encoder.encode(chunk).to(device), generator,
+            cond = segments.cond(chunk, text_encoder.encode, device) if segments is not None else None
+            x0, n_steps = sample_features(plan, denoiser, text_encoder.encode(chunk).to(device) if cond is None
+                                          else cond["segment_embed"], generator,
                                           sampler=args.sampler, steps=args.steps, s_churn=args.s_churn,
-                                          collage=args.collage, progress=args.progress)
+                                          collage=args.collage, progress=args.progress, cond=cond,
+                                          finish=segments.unroll if segments is not None else None)
             raw, positions = decode(x0, normalizer, config.dataset)
             features.append(raw)
             joints.append(positions)
@@ -592,22 +631,41 @@ def run(args, cache: dict | None = None) -> dict:
             "cyclic": layout.cyclic, "collage": args.collage},
         "seam_reports": seams,
         "loop_root": loop_root,
+        "segments": None if segments is None else segments.to_dict(),
         "foot_lock": args.foot_lock,
         "foot_skating_ratio": skating,
         "sampling_seconds": round(sampling_s, 3),
         "torch": torch.__version__,
     }
     return safety.write_or_rescue(
-        lambda: _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s),
+        lambda: _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s, segments),
         output_dir, files, features, joints, metadata)
 
 
-def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s) -> dict:
+def _segment_run(args, prompts: list[str], frames: int, max_window: int, fps: float):
+    """The run's segments (motion_loop.segments.SegmentRun), printed, or None for one action per prompt."""
+    from motion_loop.segments import plan_run, read_segments
+
+    segments = read_segments(prompts, split=getattr(args, "split", True), timeline=getattr(args, "timeline", None))
+    run = plan_run(prompts, segments, frames, fps, max_window, args.loop, choose_layout,
+                   boundary=getattr(args, "boundary", "uncond"), window=args.window, overlap=args.overlap,
+                   num_windows=args.num_windows)
+    if run is not None:
+        for prompt, seg in run.plans.items():
+            print(f"segments of \"{prompt}\"{' (loop: the last leads back into the first)' if args.loop else ''}:")
+            for k, (text, (a, b)) in enumerate(zip(seg.texts, seg.spans)):
+                print(f"  {k + 1}. {text}: frames {a}-{b - 1} ({a / fps:.2f}-{b / fps:.2f} s)")
+    return run
+
+
+def _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s, segments=None) -> dict:
     from motion_loop.results import save_results, video_name, write_atomic
 
     started = time.perf_counter()
+    texts = plan.texts if segments is None else [segments.result_line(t) for t in plan.texts]
+    titles = None if segments is None else [segments.titles(t) for t in plan.texts]
     written = save_results(
-        output_dir, list(joints), plan.texts, num_samples=len(plan.prompts), num_repetitions=plan.repetitions,
+        output_dir, list(joints), texts, titles=titles, num_samples=len(plan.prompts), num_repetitions=plan.repetitions,
         metadata=metadata, videos=args.render, loop_cycles=args.loop_repeats if args.loop else 1,
         in_place=args.in_place, fps=plan.fps, overwrite=args.overwrite, progress=args.progress,
     )

@@ -248,8 +248,19 @@ class _Panel:
             self.ax.draw_artist(artist)
 
 
-def _build_figure(motions: Sequence[np.ndarray], titles: Sequence[str],
-                  figsize: tuple[float, float], dpi: float, radius: float):
+def title_at(schedule: Sequence[tuple[int, str]], frame: int, period: int | None = None) -> str:
+    """The caption of ``frame`` from a schedule of ``(first frame, text)`` (a loop's frames repeat
+    every ``period``)."""
+    frame = frame % period if period else frame
+    text = schedule[0][1]
+    for start, caption in schedule:
+        if frame >= start:
+            text = caption
+    return text
+
+
+def _build_figure(motions: Sequence[np.ndarray], titles: Sequence,
+                  figsize: tuple[float, float], dpi: float, radius: float, title_period: int | None = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -263,23 +274,29 @@ def _build_figure(motions: Sequence[np.ndarray], titles: Sequence[str],
     chars = max(8, round(TITLE_CHARS_PER_LINE * figsize[0] / 3.0))
     panels = []
     for i, (motion, title) in enumerate(zip(motions, titles)):
-        panels.append(_Panel(fig, (i / n, 0, 1 / n, 1), motion, radius))
-        if title:
+        panel = _Panel(fig, (i / n, 0, 1 / n, 1), motion, radius)
+        panels.append(panel)
+        if isinstance(title, (list, tuple)):  # a caption per segment, changing with the segment
+            panel.caption = fig.text((i + 0.5) / n, 0.98, "", ha="center", va="top", fontsize=10, animated=True)
+            panel.schedule = [(int(a), _wrap_title(str(t), chars)) for a, t in title]
+            panel.period = title_period
+        elif title:
             fig.text((i + 0.5) / n, 0.98, _wrap_title(title, chars), ha="center", va="top",
                      fontsize=10)
     return canvas, panels
 
 
-def render_frames(motions: Sequence[np.ndarray], titles: Sequence[str] = (), *,
+def render_frames(motions: Sequence[np.ndarray], titles: Sequence = (), *,
                   figsize: tuple[float, float] = (3.0, 3.0), dpi: float = 100,
-                  radius: float = VIEW_RADIUS) -> Iterator[np.ndarray]:
+                  radius: float = VIEW_RADIUS, title_period: int | None = None) -> Iterator[np.ndarray]:
     """Yield RGB frames [H, W, 3] uint8 (H, W even) of motions drawn side by side.
 
     Each motion is [T_i, 22, 3]; the video lasts max T_i frames (shorter ones hold their last
-    frame). ``figsize`` is one panel's size in inches (MDM: 3 x 3 at 100 dpi). The yielded array
+    frame). A title is a string, or a schedule ``[(first frame, text), ...]`` (one caption per
+    segment; frames repeat every ``title_period`` for a tiled loop). ``figsize`` is one panel's size in inches (MDM: 3 x 3 at 100 dpi). The yielded array
     is a view into a reused buffer: copy it to keep it. Bad input raises here, not when iterating.
     """
-    canvas, panels = _build_figure(motions, titles, figsize, dpi, radius)
+    canvas, panels = _build_figure(motions, titles, figsize, dpi, radius, title_period)
     return _blit_frames(canvas, panels)
 
 
@@ -293,6 +310,10 @@ def _blit_frames(canvas, panels: list[_Panel]) -> Iterator[np.ndarray]:
         for panel in panels:
             panel.set_frame(index)
             panel.blit()
+            caption = getattr(panel, "caption", None)
+            if caption is not None:
+                caption.set_text(title_at(panel.schedule, index, panel.period))
+                canvas.figure.draw_artist(caption)
         rgba = np.asarray(canvas.buffer_rgba())
         yield rgba[:even_h, :even_w, :3]
 
@@ -377,7 +398,7 @@ def _encode_gif(frames: Iterator[np.ndarray], tmp: Path, fps: float, progress) -
 
 
 def render_motions(motions: Sequence[np.ndarray], path: str | os.PathLike,
-                   titles: Sequence[str] = (), *, fps: float = FPS,
+                   titles: Sequence = (), *, fps: float = FPS, title_period: int | None = None,
                    figsize: tuple[float, float] = (3.0, 3.0), dpi: float = 100,
                    radius: float = VIEW_RADIUS, ffmpeg: str | os.PathLike | None = None,
                    overwrite: bool = False, progress: bool = False) -> Path:
@@ -405,7 +426,7 @@ def render_motions(motions: Sequence[np.ndarray], path: str | os.PathLike,
                 log.warning("no ffmpeg found (install imageio-ffmpeg or set %s): writing GIF "
                             "videos instead of MP4", FFMPEG_ENV)
                 _warned_no_ffmpeg = True
-    frames = render_frames(motions, titles, figsize=figsize, dpi=dpi, radius=radius)
+    frames = render_frames(motions, titles, figsize=figsize, dpi=dpi, radius=radius, title_period=title_period)
     total = max(len(m) for m in motions)
     with atomic_output(path, overwrite=overwrite) as tmp, \
             tqdm(total=total, desc=path.name, unit="frame", disable=not progress) as bar:
@@ -416,7 +437,7 @@ def render_motions(motions: Sequence[np.ndarray], path: str | os.PathLike,
     return path
 
 
-def render_motion(joints: np.ndarray, path: str | os.PathLike, title: str = "",
+def render_motion(joints: np.ndarray, path: str | os.PathLike, title="",
                   **options) -> Path:
     """Render one motion [T, 22, 3] to ``path``; options as in :func:`render_motions`."""
     return render_motions([joints], path, [title], **options)

@@ -201,6 +201,7 @@ def results_motion(results: Mapping, index: int) -> np.ndarray:
 
 def save_results(output_dir: str | os.PathLike, motions: Sequence[np.ndarray],
                  texts: Sequence[str], *, num_samples: int, num_repetitions: int = 1,
+                 titles: Sequence | None = None,
                  metadata: Mapping | None = None, videos: bool = True, loop_cycles: int = 1,
                  in_place: bool = False, combine_repetitions: bool = True, fps: float = FPS,
                  figsize: tuple[float, float] = (3.0, 3.0), dpi: float = 100,
@@ -211,6 +212,8 @@ def save_results(output_dir: str | os.PathLike, motions: Sequence[np.ndarray],
     motions: N*R joint arrays [T_i, 22, 3] in MDM order (index = rep * N + sample).
     metadata: any JSON-serialisable dict (prompts, model path, sampler, steps, seed, guidance,
         loop layout, seam report ...), written as run.json; numpy values and paths are converted.
+    titles: the video caption of each motion instead of its text: a string, or a schedule
+        ``[(first frame, text), ...]`` that changes the caption with the segment (every cycle of a loop).
     loop_cycles > 1: each motion is a loop; its video plays it that many times back to back
         (see render.tile_loop, ``in_place`` holds the root still). results.npy keeps one cycle.
     combine_repetitions: also write ``sample##.mp4`` with the repetitions side by side (MP4 only).
@@ -262,8 +265,9 @@ def save_results(output_dir: str | os.PathLike, motions: Sequence[np.ndarray],
             motion = results_motion(results, index)
             if loop_cycles > 1 or in_place:
                 motion = tile_loop(motion, loop_cycles, in_place=in_place)
-            path = render_motion(motion, output_dir / video_name(sample, rep),
-                                 results["text"][index], fps=fps, figsize=figsize, dpi=dpi,
+            title = titles[index] if titles is not None else results["text"][index]
+            path = render_motion(motion, output_dir / video_name(sample, rep), title,
+                                 title_period=int(results["lengths"][index]), fps=fps, figsize=figsize, dpi=dpi,
                                  ffmpeg=ffmpeg, overwrite=overwrite, progress=progress)
             written[path.name] = path
             rep_paths.append(path)

@@ -73,3 +73,19 @@ def test_bench_steps_compares_settings_with_the_reference():
     assert rows["heun:3 (reference)"].split("|")[3].strip() == "0.00 / 0.00"  # the reference against itself
     assert float(rows["heun:2"].split("|")[3].split("/")[0]) > 0
     assert rows["heun:2:bf16"].split("|")[8].strip() != ""  # bf16 against fp32 of the same setting
+
+
+def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
+    model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
+    stats = shared_path("humanml3d", "Mean.npy").parent
+    out = run("eval_segments.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text",
+              "--per_count", "1", "--counts", "2", "--steps", "2", "--segment_seconds", "1.5",
+              "--json", str(tmp_path / "runs.json"))
+    results = json.loads((tmp_path / "runs.json").read_text())["results"]
+    assert {k for k in results if k.startswith("loop: ")} == {
+        "loop: collage average", "loop: collage uncond", "loop: collage left", "loop: collage right",
+        "loop: outpainting", "loop: blend", "loop: single prompt"}
+    assert "chain: blend" in results and "chain: outpainting" in results
+    for runs in results.values():
+        assert len(runs) == 1 and runs[0]["transition_jerk_ratio"] > 0 and len(runs[0]["segment_kinds"]) == 2
+    assert "| collage average |" in out

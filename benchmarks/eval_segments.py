@@ -1,0 +1,201 @@
+"""Several actions in one loop or chain: DiffCollage with a prompt per segment against sequential
+outpainting with the segment prompts and independent segments joined by a linear blend, and against
+single-prompt loops of the same layouts, on one model, the same prompts, seeds and EDM settings.
+
+Sequences of 2-4 actions drawn from the demo model's motion kinds (one training caption each,
+consecutive actions differ, and in a loop the last differs from the first), every segment
+--segment_seconds long. For every sequence x method: the per-segment kind accuracy (the held-out
+classifier of motion_loop.evaluation on each segment's frames) and, at every transition (in a loop
+the seam, where the last segment leads into the first, is one), FlowMDM's PJ and AUJ over
+--transition_window frames centred on it and the jerk there against the motion's median.
+Boundary conditioning (what the frames two segments share are conditioned on) is compared here too.
+
+    OMP_NUM_THREADS=1 python benchmarks/eval_segments.py            # 24 sequences, loops and chains
+    python benchmarks/eval_segments.py --per_count 1 --steps 2 --methods "collage average"   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from motion_loop.baselines import sample_blended_segments, sample_outpainting
+from motion_loop.collage import CollageDenoiser
+from motion_loop.diffusion import MDMDenoiser
+from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
+from motion_loop.mdm import load_model
+from motion_loop.metrics import _next_repetition, transition_jerk
+from motion_loop.sampling import sample_heun
+from motion_loop.segments import SegmentDenoiser, place_segments, segment_layout
+
+from eval_loops import PROMPTS, load_classifier, random_text_embed  # benchmarks/ is on the path
+
+METHODS = ["collage average", "collage uncond", "collage left", "collage right", "outpainting", "blend",
+           "single prompt"]
+
+
+def draw_sequences(n_actions: int, count: int, rng: np.random.Generator, kinds: list[str]) -> list[list[str]]:
+    """``count`` sequences of ``n_actions`` kinds: neighbours differ, also last vs first (loops)."""
+    out = []
+    while len(out) < count:
+        seq = [str(rng.choice(kinds))]
+        while len(seq) < n_actions:
+            k = str(rng.choice(kinds))
+            if k != seq[-1] and (len(seq) < n_actions - 1 or k != seq[0]):
+                seq.append(k)
+        out.append(seq)
+    return out
+
+
+def jerk_per_stencil(joints: np.ndarray) -> np.ndarray:
+    """Joint-averaged jerk norm per 4-frame stencil (as loop_seam_report), ``[T-3]``."""
+    return np.linalg.norm(np.diff(joints, n=3, axis=0), axis=-1).mean(axis=-1)
+
+
+def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window: int) -> dict:
+    """PJ, AUJ (window centred on each transition) and jerk at the transitions / median jerk."""
+    if cyclic:  # three cycles, the transitions of the middle one
+        length = len(joints)
+        second = _next_repetition(joints)
+        third = _next_repetition(second)
+        joints = np.concatenate([joints, second, third])
+        taus = [t + length for t in taus]
+    stencil = jerk_per_stencil(joints)
+    median = float(np.median(stencil))
+    # Stencils k .. k+3 that cross frame tau: k = tau-3 .. tau-1; their largest.
+    at = [float(stencil[t - 3:t].max()) for t in taus]
+    pj = transition_jerk(joints, taus, window=window)
+    return {"peak_jerk": pj["peak_jerk"], "auj": pj["auj"], "transition_jerk_ratio": float(np.mean(at) / median)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model_path", type=Path, default=DEMO_MODEL, help=f"MDM checkpoint (default {DEMO_MODEL})")
+    p.add_argument("--stats_dir", type=Path, default=None, help="Mean.npy/Std.npy folder (default: beside the checkpoint)")
+    p.add_argument("--random_text", action=argparse.BooleanOptionalAction, default=False,
+                   help="a fixed random embedding per prompt instead of the model's text encoder (smoke runs only)")
+    p.add_argument("--per_count", type=int, default=8, help="sequences of each length 2, 3, 4 (default 8: 24 in all)")
+    p.add_argument("--counts", type=int, nargs="+", default=[2, 3, 4], help="actions per sequence (default 2 3 4)")
+    p.add_argument("--segment_seconds", type=float, default=2.0, help="seconds per segment (default 2)")
+    p.add_argument("--steps", type=int, default=20, help="EDM Heun steps (default 20)")
+    p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0; sequences drawn with seed + 1000)")
+    p.add_argument("--shapes", nargs="+", default=["loop", "chain"], choices=["loop", "chain"], help="loops, chains")
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, help="which rows to run (default all)")
+    p.add_argument("--chain_methods", nargs="+", default=["collage average", "collage uncond", "outpainting", "blend"],
+                   choices=METHODS, help="rows run for chains (default: the two main boundary modes and the baselines)")
+    p.add_argument("--transition_window", type=int, default=40,
+                   help="frames centred on a transition for PJ and AUJ (default 40: FlowMDM uses 60 on HumanML3D; "
+                        "2 s segments leave 20 on each side)")
+    p.add_argument("--window", type=int, default=None, help="window frames (default: the CLI's choice for segments)")
+    p.add_argument("--overlap", type=int, default=None, help="overlap frames (default: the CLI's choice for segments)")
+    p.add_argument("--json", type=Path, default=None, help="also write every run's metrics to this JSON file")
+    args = p.parse_args()
+
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    loaded = load_model(args.model_path, device)
+    config = loaded.config
+    normalizer, _ = load_stats(args.stats_dir, args.model_path)
+    fps = 20.0
+    kinds = list(PROMPTS)
+    rng = np.random.default_rng(args.seed + 1000)
+    groups = {n: draw_sequences(n, args.per_count, rng, kinds) for n in args.counts}
+    if args.random_text:
+        encode = lambda texts: random_text_embed(list(texts), config.text_dim)  # noqa: E731
+    else:
+        from motion_loop.text_encoders import text_encoder_for
+
+        encoder = text_encoder_for(loaded, device=device)
+        encode = encoder.encode
+    base = MDMDenoiser(loaded.model, guidance_scale=args.guidance)
+    sigmas = base.sigmas(args.steps)
+    classify = load_classifier()
+    seg_frames = round(args.segment_seconds * fps)
+    print(f"model {args.model_path}; {sum(len(g) for g in groups.values())} sequences ({args.per_count} each of "
+          f"{args.counts} actions), {seg_frames} frames per segment; {len(sigmas) - 1} Heun steps, guidance "
+          f"{args.guidance}; torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}; "
+          f"load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}", flush=True)
+
+    results: dict[str, list[dict]] = {}
+    for shape_name in args.shapes:
+        cyclic = shape_name == "loop"
+        methods = args.methods if cyclic else [m for m in args.chain_methods if m in args.methods and m != "single prompt"]
+        for n_actions, sequences in groups.items():
+            frames = n_actions * seg_frames
+            durations = [seg_frames] * n_actions
+            layout = segment_layout(frames, [durations], config.max_frames, cyclic, choose_layout,
+                                    window=args.window, overlap=args.overlap)
+            plan = place_segments([PROMPTS[k] for k in sequences[0]], durations, layout, layout.length if cyclic else frames)
+            b = len(sequences)
+            seg_embed = torch.stack([encode([PROMPTS[k] for k in seq]) for seq in sequences])  # [B, S, D]
+            frame_segment = torch.tensor([plan.frame_segment] * b)
+            window_segment = [k for k, r in enumerate(plan.windows) for _ in r]
+            shape = (b, config.n_feats, 1)
+            for method in methods:
+                generator = torch.Generator().manual_seed(args.seed)
+                started = time.perf_counter()
+                with torch.inference_mode():
+                    x = sigmas[0].float() * torch.randn((*shape, layout.length), generator=generator)
+                    if method.startswith("collage"):
+                        denoiser = CollageDenoiser(SegmentDenoiser(base, method.split()[1]), layout)
+                        x0 = sample_heun(denoiser, x, sigmas, cond={"segment_embed": seg_embed, "frame_segment": frame_segment})
+                    elif method == "single prompt":  # every segment gets the first segment's prompt
+                        x0 = sample_heun(CollageDenoiser(base, layout), x, sigmas, cond={"text_embed": seg_embed[:, 0]})
+                    elif method == "outpainting":
+                        x0 = sample_outpainting(base, layout, shape, sigmas, generator=generator,
+                                                window_cond=lambda i: {"text_embed": seg_embed[:, window_segment[i]]})
+                    else:  # blend: segments' bounds in the sampled sequence, blended over one overlap
+                        starts = [r.start * layout.stride + layout.overlap // 2 for r in plan.windows] if cyclic else \
+                            [0] + [r.start * layout.stride + layout.overlap // 2 for r in plan.windows[1:]]
+                        bounds = starts + [starts[0] + layout.length if cyclic else layout.length]
+                        x0 = sample_blended_segments(base, bounds, layout.length, layout.overlap, shape, sigmas,
+                                                     segment_cond=lambda k: {"text_embed": seg_embed[:, k]},
+                                                     cyclic=cyclic, generator=generator)
+                seconds = time.perf_counter() - started
+                x0 = x0.roll(-plan.shift, dims=-1) if cyclic else x0[..., :frames]
+                _, joints = decode(x0, normalizer)
+                taus = [a for a, _ in plan.spans[1:]] + ([0] if cyclic else [])
+                for seq, motion in zip(sequences, joints):
+                    row = {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
+                           "seconds_per_motion": seconds / b, **transition_metrics(motion, taus, cyclic, args.transition_window)}
+                    if classify is not None:
+                        predicted = classify([motion[a:bb] for a, bb in plan.spans])
+                        expected = [seq[0]] * len(seq) if method == "single prompt" else seq
+                        row["segment_kinds"] = list(predicted)
+                        row["segment_accuracy"] = float(np.mean([p_ == e for p_, e in zip(predicted, expected)]))
+                    results.setdefault(f"{shape_name}: {method}", []).append(row)
+                print(f"  {shape_name} {n_actions} actions, {method}: {seconds / b:.2f} s per motion; layout "
+                      f"{layout.n_windows} x {layout.window} overlap {layout.overlap}", flush=True)
+        print_table(results, shape_name)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
+        print(f"metrics: {args.json}")
+
+
+def print_table(results: dict, shape_name: str) -> None:
+    print(f"\n{shape_name}s (mean over sequences; transition metrics mean over sequences of the mean over "
+          f"their transitions; median in brackets):\n")
+    print("| method | segment kind accuracy | transition jerk / median jerk | PJ (m/frame³) | AUJ (m/frame³) | s / motion |")
+    print("|---|---|---|---|---|---|")
+    for label, rows in results.items():
+        if not label.startswith(shape_name):
+            continue
+
+        def cell(key, fmt):
+            values = [r[key] for r in rows if key in r]
+            return f"{np.mean(values):{fmt}} [{np.median(values):{fmt}}]" if values else "n/a"
+
+        print(f"| {label.split(': ')[1]} | {cell('segment_accuracy', '.3f')} | {cell('transition_jerk_ratio', '.2f')} | "
+              f"{cell('peak_jerk', '.3f')} | {cell('auj', '.2f')} | {np.mean([r['seconds_per_motion'] for r in rows]):.2f} |")
+    print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

