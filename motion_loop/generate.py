@@ -39,7 +39,7 @@ MAX_SECONDS = 600.0
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse prints the whole usage otherwise)
-        self.exit(2, f"error: {message} (see python -m sample --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,8 +333,13 @@ class Plan:
 
 
 def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator, *,
-                    sampler: str, steps: int, s_churn: float, collage: str, progress: bool) -> tuple[torch.Tensor, int]:
-    """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps."""
+                    sampler: str, steps: int, s_churn: float, collage: str, progress: bool,
+                    noise: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps.
+
+    ``noise``: the EDM sampler's starting draw ``[B, F, 1, length]`` (standard normal) instead of one
+    from ``generator``, so that each row can have its own seed (python -m motion_loop.batch).
+    """
     from motion_loop.diffusion import ddpm_sample, vp_model_fn
     from motion_loop.sampling import sample_heun
 
@@ -343,13 +348,17 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     shape = (len(text_embed), denoiser.config.n_feats, 1, length)  # a tensor or TextTokens: one row per motion
     full = CollageDenoiser(denoiser, plan.layout, collage) if plan.layout is not None else denoiser
     if sampler == "ddpm":
+        if noise is not None:
+            raise ValueError("the ddpm sampler draws its own starting noise from the generator")
         abar = denoiser.alphas_cumprod
         x0 = ddpm_sample(vp_model_fn(full, abar, text_embed=text_embed), shape, abar,
                          generator=generator, device=device, progress=progress)
         n_steps = len(abar)
     else:
         sigmas = denoiser.sigmas(steps).to(device)
-        x = sigmas[0].to(torch.float32) * torch.randn(shape, generator=generator, device=device)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=device)
+        x = sigmas[0].to(torch.float32) * noise
         x0 = sample_heun(full, x, sigmas, cond={"text_embed": text_embed}, s_churn=s_churn,
                          generator=generator, progress=progress)
         n_steps = len(sigmas) - 1
@@ -398,21 +407,29 @@ def _cached(cache: dict | None, key, make):
     return cache[key]
 
 
-def run(args, cache: dict | None = None) -> dict:
-    """One run of ``python -m sample``; ``cache`` keeps the model and text encoder between runs."""
-    from motion_loop.diffusion import MDMDenoiser
-    from motion_loop.text_encoders import CaptionBank
+@dataclass
+class Setup:
+    """A model loaded and ready to sample the motion the flags ask for (any prompts): what a run and
+    each worker of python -m motion_loop.batch make once."""
 
-    prompts = read_prompts(args)
-    check_numbers(args)
-    device = resolve_device(args.device)
-    model_path, why = resolve_model_path(args.model_path)
-    output_dir = resolve_output_dir(args, model_path)
-    files = safety.run_files(args, len(prompts))
-    motions, frames = len(prompts) * args.num_repetitions, math.ceil(args.motion_length * 20)
-    safety.check_output_dir(output_dir, files, overwrite=args.overwrite, estimated_bytes=safety.estimate_bytes(
-        motions, frames, videos=args.render, bvh=args.bvh,
-        video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
+    model_path: Path
+    why: str  # why this model (given, official weights, demo model)
+    config: object  # motion_loop.mdm.MDMConfig
+    device: torch.device
+    layout: Layout | None
+    frames: int  # frames per motion (a loop's period)
+    fps: float
+    normalizer: object  # motion_loop.humanml.Normalizer
+    stats_dir: Path
+    text_encoder: object
+    denoiser: object  # motion_loop.diffusion.MDMDenoiser
+
+
+def load_setup(args, device: torch.device, model_path: Path, why: str, cache: dict | None = None) -> Setup:
+    """Load the model, statistics and text encoder (once per ``cache``, see :func:`cached_model`) and
+    choose the layout; prints what it chose."""
+    from motion_loop.diffusion import MDMDenoiser
+
     print(f"model: {model_path} ({why})")
     loaded = cached_model(cache, model_path, device, args)
     safety.check_weights(loaded.model, model_path)
@@ -425,39 +442,51 @@ def run(args, cache: dict | None = None) -> dict:
     if args.loop and requested < MIN_LOOP_FRAMES:
         raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
     layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
-    plan = Plan(prompts, args.num_repetitions, layout.length if args.loop else requested, layout, args.loop, fps)
-    if args.loop and plan.frames != requested:
-        print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
+    frames = layout.length if args.loop else requested
+    if args.loop and frames != requested:
+        print(f"loop period: {frames} frames ({frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
     normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
     text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
-    read_as = None
-    if isinstance(text_encoder, CaptionBank):
-        nearest = text_encoder.nearest(prompts)
-        read_as = [caption for caption, _ in nearest]
-        for prompt, (caption, cosine) in zip(prompts, nearest):
-            print(f'caption bank: "{printable(prompt)}" is read as the training caption "{caption}" (cosine {cosine:.2f})')
-
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
-    generator = torch.Generator(device).manual_seed(args.seed)
-    texts = plan.texts
-    batch_size = args.batch_size or len(texts)
-    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler")
+    return Setup(model_path, why, config, device, layout, frames, fps, normalizer, stats_dir, text_encoder, denoiser)
+
+
+@dataclass
+class Sampled:
+    """Motions of one :func:`sample_motions` call, in the order of its texts."""
+
+    features: np.ndarray  # [B, T, F] raw features as the model made them (denormalized)
+    joints: np.ndarray  # [B, T, J, 3] joint positions in metres, feet locked with --foot_lock
+    skating: dict[str, list[float]] | None  # foot skating ratio of each motion, "model" and "locked"
+    seams: list[dict] | None  # each loop's seam report
+    steps: int  # sampler steps
+    seconds: float  # sampling time
+
+
+def sample_motions(setup: Setup, args, plan: Plan, texts: list[str], generator: torch.Generator, *,
+                   batch_size: int, progress: bool, noise: torch.Tensor | None = None) -> Sampled:
+    """Sample ``texts`` in batches of ``batch_size``, decode and check them, lock their feet, measure them.
+
+    ``noise``: every motion's starting draw (see :func:`sample_features`), else drawn from ``generator``.
+    """
+    fps, device, dataset = setup.fps, setup.device, setup.config.dataset
     started = time.perf_counter()
     features, joints = [], []
     with torch.inference_mode():
         for first in range(0, len(texts), batch_size):
             chunk = texts[first: first + batch_size]
-            x0, n_steps = sample_features(plan, denoiser, text_encoder.encode(chunk).to(device), generator,
+            x0, n_steps = sample_features(plan, setup.denoiser, setup.text_encoder.encode(chunk).to(device), generator,
                                           sampler=args.sampler, steps=args.steps, s_churn=args.s_churn,
-                                          collage=args.collage, progress=args.progress)
-            raw, positions = decode(x0, normalizer, config.dataset)
+                                          collage=args.collage, progress=progress,
+                                          noise=None if noise is None else noise[first: first + batch_size])
+            raw, positions = decode(x0, setup.normalizer, dataset)
             features.append(raw)
             joints.append(positions)
     features, joints = np.concatenate(features), np.concatenate(joints)
-    safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=normalizer)
+    safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=setup.normalizer)
     sampling_s = time.perf_counter() - started
     skating = None
-    if kit and args.foot_lock:
+    if dataset == "kit" and args.foot_lock:
         # The foot locker's contacts and leg IK are written for HumanML3D's 22-joint legs.
         print("KIT model: foot locking applies to HumanML3D skeletons only; skipped")
         args.foot_lock = False
@@ -467,11 +496,9 @@ def run(args, cache: dict | None = None) -> dict:
 
         locked = np.stack([lock_feet(j, c, loop=args.loop, fps=fps) for j, c in zip(joints, toe_contacts(features))])
         if plan.frames >= 2:  # skating needs a step between frames
-            skating = {"model": float(np.mean([foot_skating_ratio(j, fps) for j in joints])),
-                       "locked": float(np.mean([foot_skating_ratio(j, fps) for j in locked]))}
-            print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} "
-                  f"(mean of {len(joints)})")
-        safety.check_sample(features, locked, guidance=args.guidance_param, normalizer=normalizer,
+            skating = {"model": [foot_skating_ratio(j, fps) for j in joints],
+                       "locked": [foot_skating_ratio(j, fps) for j in locked]}
+        safety.check_sample(features, locked, guidance=args.guidance_param, normalizer=setup.normalizer,
                             stage="foot locking")
         joints = locked
 
@@ -480,35 +507,79 @@ def run(args, cache: dict | None = None) -> dict:
         from motion_loop.metrics import loop_seam_report
 
         seams = [loop_seam_report(j, fps).to_dict() for j in joints]
-    metadata = {
-        "prompts": prompts,
-        "texts": texts,
+    return Sampled(features, joints, skating, seams, n_steps, sampling_s)
+
+
+def run_metadata(args, setup: Setup, plan: Plan, read_as: list[str] | None, sampled: Sampled, *,
+                 seed: int | None = None) -> dict:
+    """What run.json records about a run (``seed``: the run's, default ``args.seed``)."""
+    layout = setup.layout
+    skating = sampled.skating
+    return {
+        "prompts": plan.prompts,
+        "texts": plan.texts,
         "read_as": read_as,
-        "model_path": str(model_path),
-        "model": why,
-        "model_args": config.to_args(),
-        "stats_dir": str(stats_dir),
+        "model_path": str(setup.model_path),
+        "model": setup.why,
+        "model_args": setup.config.to_args(),
+        "stats_dir": str(setup.stats_dir),
         "sampler": args.sampler,
-        "steps": n_steps,
+        "steps": sampled.steps,
         "s_churn": args.s_churn if args.sampler == "edm" else None,
         "guidance_param": args.guidance_param,
-        "seed": args.seed,
-        "device": str(device),
-        "fps": fps,
+        "seed": args.seed if seed is None else seed,
+        "device": str(setup.device),
+        "fps": setup.fps,
         "motion_length_requested": args.motion_length,
         "frames": plan.frames,
         "loop": args.loop,
         "layout": None if layout is None else {
             "window": layout.window, "overlap": layout.overlap, "n_windows": layout.n_windows,
             "cyclic": layout.cyclic, "collage": args.collage},
-        "seam_reports": seams,
+        "seam_reports": sampled.seams,
         "foot_lock": args.foot_lock,
-        "foot_skating_ratio": skating,
-        "sampling_seconds": round(sampling_s, 3),
+        "foot_skating_ratio": None if skating is None else {k: float(np.mean(v)) for k, v in skating.items()},
+        "sampling_seconds": round(sampled.seconds, 3),
         "torch": torch.__version__,
     }
+
+
+def run(args, cache: dict | None = None) -> dict:
+    """One run of ``python -m sample``; ``cache`` keeps the model and text encoder between runs."""
+    from motion_loop.text_encoders import CaptionBank
+
+    prompts = read_prompts(args)
+    check_numbers(args)
+    device = resolve_device(args.device)
+    model_path, why = resolve_model_path(args.model_path)
+    output_dir = resolve_output_dir(args, model_path)
+    files = safety.run_files(args, len(prompts))
+    motions, frames = len(prompts) * args.num_repetitions, math.ceil(args.motion_length * 20)
+    safety.check_output_dir(output_dir, files, overwrite=args.overwrite, estimated_bytes=safety.estimate_bytes(
+        motions, frames, videos=args.render, bvh=args.bvh,
+        video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
+    setup = load_setup(args, device, model_path, why, cache)
+    plan = Plan(prompts, args.num_repetitions, setup.frames, setup.layout, args.loop, setup.fps)
+    read_as = None
+    if isinstance(setup.text_encoder, CaptionBank):
+        nearest = setup.text_encoder.nearest(prompts)
+        read_as = [caption for caption, _ in nearest]
+        for prompt, (caption, cosine) in zip(prompts, nearest):
+            print(f'caption bank: "{printable(prompt)}" is read as the training caption "{caption}" (cosine {cosine:.2f})')
+
+    generator = torch.Generator(device).manual_seed(args.seed)
+    texts = plan.texts
+    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler")
+    sampled = sample_motions(setup, args, plan, texts, generator, batch_size=args.batch_size or len(texts),
+                             progress=args.progress)
+    metadata = run_metadata(args, setup, plan, read_as, sampled)
+    if metadata["foot_skating_ratio"] is not None:
+        skating = metadata["foot_skating_ratio"]
+        print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} "
+              f"(mean of {len(sampled.joints)})")
+    features, joints = sampled.features, sampled.joints
     return safety.write_or_rescue(
-        lambda: _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s),
+        lambda: _write_outputs(args, output_dir, plan, features, joints, metadata, sampled.seams, sampled.seconds),
         output_dir, files, features, joints, metadata)
 
 
