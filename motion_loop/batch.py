@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -459,16 +460,18 @@ def ray_session(address: str | None):
     except Exception as err:  # noqa: BLE001 (Ray's connection errors have many types)
         where = "a local Ray" if address is None else f"the Ray cluster at {address}"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"could not start {where} ({first}): check --ray_address (a cluster starts with "
-                        "`ray start --head`)") from None
+        hint = ("check --ray_address (a cluster starts with `ray start --head`) and, for a cluster with token "
+                "authentication, RAY_AUTH_TOKEN (`ray get-auth-token` on its head prints it)") if address else \
+            "see Ray's messages above"
+        raise UserError(f"could not start {where} ({first}): {hint}") from None
     try:
         yield ray
     finally:
         ray.shutdown()
 
 
-def _worker_count(ray, args, batches: int) -> tuple[int, float, float]:
-    """Workers to start and the CPUs and GPUs each reserves."""
+def _worker_count(ray, args, batches: int) -> tuple[int, float, float, int]:
+    """Workers to start, the CPUs and GPUs each reserves, and how many fit in the cluster now."""
     resources = ray.cluster_resources()
     cpus_total, gpus_total = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if gpus_total >= 1 else 0.0)
@@ -480,7 +483,7 @@ def _worker_count(ray, args, batches: int) -> tuple[int, float, float]:
     if gpus > 0:
         fits = min(fits, int(gpus_total // gpus))
     count = args.num_workers if args.num_workers is not None else max(1, min(fits, batches))
-    return count, cpus, gpus
+    return count, cpus, gpus, fits
 
 
 def _short(err: BaseException) -> str:
@@ -645,6 +648,7 @@ def run(args) -> dict:
         bad_rows = [{"status": "bad_prompt", "prompt_index": p.index, "line": p.index + 1, "prompt": None,
                      "repetition": None, "error": p.problem} for p in bad]
         todo = sum(len(b.jobs) for b in batches)
+        library.write_manifest(bad_rows)  # what is in place now; rows are appended as motions land
         good = len(prompts) - len(bad)
         print(f"library {library.out}: {good} prompt(s) x {args.num_repetitions} repetition(s) = {len(jobs)} motion(s), "
               f"{len(done)} already made, {todo} to make"
@@ -681,19 +685,23 @@ def _sample_library(args, worker_args: dict, library: Library, batches: list[Bat
                     failed_rows: list[dict], workers: list[dict]) -> None:
     """Sample the batches on Ray; fills ``failed_rows`` and ``workers`` (the workers that started)."""
     with ray_session(args.ray_address) as ray:
-        count, cpus, gpus = _worker_count(ray, args, len(batches))
-        print(f"ray: {count} worker(s) of {cpus:g} CPU(s) and {gpus:g} GPU(s), batches of up to {args.batch_size}")
+        count, cpus, gpus, fits = _worker_count(ray, args, len(batches))
+        print(f"ray: {count} worker(s) of {cpus:g} CPU(s) and {gpus:g} GPU(s), batches of up to {args.batch_size}"
+              + (f" ({fits} fit in the cluster now, the others start when it has room)" if count > fits else ""))
+        began = time.perf_counter()
         run_id = hashlib.sha256(f"{os.getpid()} {time.time()}".encode()).hexdigest()[:8]
         scheduler = Scheduler(ray, worker_args, count, cpus, gpus, run_id)
         bar = _progress_bar(todo, args.progress)
 
         def on_ready(info):
+            info["ready_seconds"] = round(time.perf_counter() - began, 3)  # start-up: process, imports, model
             if not workers:
                 _write(bar, f"model: {info['model']}; each motion {info['plan']}, {args.sampler} sampler")
             workers.append(info)
 
         def on_result(result, attempt):
             result["row"]["attempt"] = attempt
+            result["row"]["made_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
             library.add(result)
             if bar is not None:
                 bar.update(1)
