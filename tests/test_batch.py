@@ -9,13 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import tiny_mdm
 
 from motion_loop import batch
 from motion_loop.batch import Batch, Job, Scheduler, cut_batches, main, motion_name, motion_seed, plan_jobs
-from motion_loop.mdm import MDM, MDMConfig, save_model
 from motion_loop.results import load_results, results_motion
-from motion_loop.text_encoders import clip_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,22 +26,10 @@ GOOD_LINES = [0, 2, 3, 5]  # prompt indices (line - 1) of the good prompts
 def tiny(tmp_path_factory):
     """A tiny CLIP-conditioned MDM checkpoint (with Mean/Std), tiny CLIP weights and the prompt file."""
     folder = tmp_path_factory.mktemp("batch_model")
-    torch.manual_seed(1)
-    config = MDMConfig(latent_dim=32, layers=1, ff_size=64, num_heads=2, mask_frames=True,
-                       diffusion_steps=50, max_motion_length=60)
-    model = save_model(folder / "ckpt" / "model000000003.pt", MDM(config))
-    rng = np.random.default_rng(1)
-    np.save(folder / "ckpt" / "Mean.npy", (0.1 * rng.standard_normal(263)).astype(np.float32))
-    np.save(folder / "ckpt" / "Std.npy", (0.05 + 0.1 * rng.random(263)).astype(np.float32))
-    clip_model, _ = clip_modules()
-    clip = clip_model.CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
-                           vision_patch_size=16, context_length=77, vocab_size=49408,
-                           transformer_width=64, transformer_heads=1, transformer_layers=1)
-    clip_model.convert_weights(clip)
-    torch.save(clip.state_dict(), folder / "clip.pt")
+    tiny = tiny_mdm(folder)
     prompts = folder / "prompts.txt"
     prompts.write_bytes(PROMPTS)
-    return {"model": model, "clip": folder / "clip.pt", "prompts": prompts}
+    return {**tiny, "prompts": prompts}
 
 
 @pytest.fixture(scope="module")
