@@ -47,7 +47,7 @@ RAY_PIN = "ray==2.60.0"
 # --num_samples, --num_repetitions, --device and the Ray flags may change between runs.
 CONTENT_FLAGS = ("model_path", "stats_dir", "clip_weights", "caption_bank", "motion_length", "loop", "collage",
                  "window", "overlap", "num_windows", "sampler", "steps", "s_churn", "guidance_param", "seed",
-                 "foot_lock", "render", "loop_repeats", "bvh", "in_place")
+                 "foot_lock", "render", "loop_repeats", "bvh", "in_place", "bert_dir", "emb_trans_dec_legacy")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def _args_for_workers(args, model_path: Path) -> dict:
     """The flags as a plain dict, paths made absolute (workers run elsewhere)."""
     values = dict(vars(args))
     values["model_path"] = model_path
-    for name in ("stats_dir", "clip_weights", "input_text", "output_dir"):
+    for name in ("stats_dir", "clip_weights", "bert_dir", "input_text", "output_dir"):
         if values.get(name) is not None:
             values[name] = Path(values[name]).absolute()
     return values
