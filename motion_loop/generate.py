@@ -9,11 +9,9 @@ chain; both are sampled with every window and overlap batched into one model cal
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,7 @@ MAX_SECONDS = 600.0
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse prints the whole usage otherwise)
-        self.exit(2, f"error: {message} (see python -m sample --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -416,9 +414,14 @@ class Plan:
 
 def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator, *,
                     sampler: str, steps: int, s_churn: float, collage: str, progress: bool,
-                    cond: dict | None = None, finish=None) -> tuple[torch.Tensor, int]:
+                    cond: dict | None = None, finish=None, noise: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, int]:
     """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps.
-    ``cond`` replaces ``{"text_embed": text_embed}`` (segments); ``finish(x0)`` runs before cropping."""
+
+    ``cond`` replaces ``{"text_embed": text_embed}`` (segments); ``finish(x0)`` runs before cropping.
+    ``noise``: the EDM sampler's starting draw ``[B, F, 1, length]`` (standard normal) instead of one
+    from ``generator``, so that each row can have its own seed (python -m motion_loop.batch).
+    """
     from motion_loop.diffusion import ddpm_sample, vp_model_fn
     from motion_loop.sampling import sample_heun
 
@@ -428,13 +431,17 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     full = CollageDenoiser(denoiser, plan.layout, collage, generator=generator) if plan.layout is not None else denoiser
     cond = {"text_embed": text_embed} if cond is None else cond
     if sampler == "ddpm":
+        if noise is not None:
+            raise ValueError("the ddpm sampler draws its own starting noise from the generator")
         abar = denoiser.alphas_cumprod
         x0 = ddpm_sample(vp_model_fn(full, abar, **cond), shape, abar,
                          generator=generator, device=device, progress=progress)
         n_steps = len(abar)
     else:
         sigmas = denoiser.sigmas(steps).to(device)
-        x = sigmas[0].to(torch.float32) * torch.randn(shape, generator=generator, device=device)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=device)
+        x = sigmas[0].to(torch.float32) * noise
         if sampler == "dpmpp_2m":
             from motion_loop.sampling import sample_dpmpp_2m
 
@@ -489,11 +496,185 @@ def _cached(cache: dict | None, key, make):
     return cache[key]
 
 
+@dataclass
+class Setup:
+    """A model loaded and ready to sample the motion the flags ask for: what a run and each worker of
+    python -m motion_loop.batch make once."""
+
+    model_path: Path
+    why: str  # why this model (given, official weights, demo model)
+    config: object  # motion_loop.mdm.MDMConfig
+    device: torch.device
+    layout: Layout | None
+    frames: int  # frames per motion (a loop's period)
+    fps: float
+    normalizer: object  # motion_loop.humanml.Normalizer
+    stats_dir: Path
+    text_encoder: object
+    denoiser: object  # motion_loop.diffusion.MDMDenoiser, or segments.SegmentDenoiser around it
+    dtype: str  # the model's precision (fp32, bf16)
+    threads: int | None  # torch CPU threads (None on a GPU)
+    segments: object | None = None  # motion_loop.segments.SegmentRun when a prompt has several actions
+
+
+def load_setup(args, device: torch.device, model_path: Path, why: str, cache: dict | None = None,
+               prompts: list[str] | None = None) -> Setup:
+    """Load the model, statistics and text encoder (once per ``cache``, see :func:`cached_model`) and
+    choose the layout (from ``prompts``' segments when one has several actions); prints what it chose."""
+    from motion_loop.diffusion import MDMDenoiser
+    from motion_loop.speed import fill_canvas, resolve_dtype, set_threads
+
+    print(f"model: {model_path} ({why})")
+    threads = set_threads(args.threads)
+    loaded = cached_model(cache, model_path, device, args)
+    safety.check_weights(loaded.model, model_path)
+    config = loaded.config
+    dtype_name, dtype = resolve_dtype(args.dtype, device)
+    loaded.model.to(dtype)
+    kit = config.dataset == "kit"
+    if kit:
+        from motion_loop.skeleton import KIT_FPS
+    fps = KIT_FPS if kit else 20.0
+    requested = max(1, round(args.motion_length * fps))
+    if args.loop and requested < MIN_LOOP_FRAMES:
+        raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
+    segments = None if prompts is None else _segment_run(args, prompts, requested, config.max_frames, fps)
+    if segments is not None:
+        layout = segments.layout
+    else:
+        layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
+        if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
+            layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
+    frames = layout.length if args.loop else requested
+    if args.loop and frames != requested:
+        print(f"loop period: {frames} frames ({frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
+    normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
+    text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
+    if segments is not None:
+        from motion_loop.segments import SegmentDenoiser
+
+        denoiser = SegmentDenoiser(denoiser, args.boundary)
+    return Setup(model_path, why, config, device, layout, frames, fps, normalizer, stats_dir, text_encoder, denoiser,
+                 dtype_name, threads if device.type == "cpu" else None, segments)
+
+
+@dataclass
+class Sampled:
+    """Motions of one :func:`sample_motions` call, in the order of its texts."""
+
+    features: np.ndarray  # [B, T, F] raw features as the model made them (denormalized)
+    joints: np.ndarray  # [B, T, J, 3] joint positions in metres, loop root handled, feet locked with --foot_lock
+    skating: dict[str, list[float]] | None  # foot skating ratio of each motion, "model" and "locked"
+    seams: list[dict] | None  # each loop's seam report
+    steps: int  # sampler steps
+    seconds: float  # sampling time
+    loop_root: list[dict] | None = None  # each loop's heading and travel per cycle (motion_loop.loop_root)
+
+
+def sample_motions(setup: Setup, args, plan: Plan, texts: list[str], generator: torch.Generator, *,
+                   batch_size: int, progress: bool, noise: torch.Tensor | None = None) -> Sampled:
+    """Sample ``texts`` in batches of ``batch_size``, decode and check them, handle a loop's root, lock
+    their feet, measure them.
+
+    ``noise``: every motion's starting draw (see :func:`sample_features`), else drawn from ``generator``.
+    """
+    fps, device, dataset, segments = setup.fps, setup.device, setup.config.dataset, setup.segments
+    started = time.perf_counter()
+    features, joints = [], []
+    with torch.inference_mode():
+        for first in range(0, len(texts), batch_size):
+            chunk = texts[first: first + batch_size]
+            cond = segments.cond(chunk, setup.text_encoder.encode, device) if segments is not None else None
+            text_embed = setup.text_encoder.encode(chunk).to(device) if cond is None else cond["segment_embed"]
+            x0, n_steps = sample_features(plan, setup.denoiser, text_embed, generator,
+                                          sampler=args.sampler, steps=args.steps, s_churn=args.s_churn,
+                                          collage=args.collage, progress=progress, cond=cond,
+                                          finish=segments.unroll if segments is not None else None,
+                                          noise=None if noise is None else noise[first: first + batch_size])
+            raw, positions = decode(x0, setup.normalizer, dataset)
+            features.append(raw)
+            joints.append(positions)
+    features, joints = np.concatenate(features), np.concatenate(joints)
+    safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=setup.normalizer)
+    sampling_s = time.perf_counter() - started
+    loop_root = None
+    if args.loop:  # before the foot lock, so planted feet are pinned on the final path
+        from motion_loop.loop_root import handle_loop_root
+
+        handled = [handle_loop_root(j, args.loop_heading, in_place=args.in_place) for j in joints]
+        joints = np.stack([j for j, _ in handled]).astype(joints.dtype)
+        loop_root = [record for _, record in handled]
+    skating = None
+    if dataset == "kit" and args.foot_lock:
+        # The foot locker's contacts and leg IK are written for HumanML3D's 22-joint legs.
+        print("KIT model: foot locking applies to HumanML3D skeletons only; skipped")
+        args.foot_lock = False
+    if args.foot_lock:
+        from motion_loop.foot_lock import lock_feet, toe_contacts
+        from motion_loop.metrics import foot_skating_ratio
+
+        locked = np.stack([lock_feet(j, c, loop=args.loop, fps=fps) for j, c in zip(joints, toe_contacts(features))])
+        if plan.frames >= 2:  # skating needs a step between frames
+            skating = {"model": [foot_skating_ratio(j, fps) for j in joints],
+                       "locked": [foot_skating_ratio(j, fps) for j in locked]}
+        safety.check_sample(features, locked, guidance=args.guidance_param, normalizer=setup.normalizer,
+                            stage="foot locking")
+        joints = locked
+
+    seams = None
+    if args.loop:
+        from motion_loop.loop_root import cycle_motion
+        from motion_loop.metrics import loop_seam_report
+
+        seams = [loop_seam_report(j, fps).to_dict() for j in joints]
+        for record, j in zip(loop_root, joints):  # what the files hold: after the foot lock
+            record["after"] = cycle_motion(j) if not args.in_place else {**cycle_motion(j), "displacement_m": [0.0, 0.0],
+                                                                         "distance_m": 0.0}
+    return Sampled(features, joints, skating, seams, n_steps, sampling_s, loop_root)
+
+
+def run_metadata(args, setup: Setup, plan: Plan, read_as: list[str] | None, sampled: Sampled, *,
+                 seed: int | None = None) -> dict:
+    """What run.json records about a run (``seed``: the run's, default ``args.seed``)."""
+    layout = setup.layout
+    skating = sampled.skating
+    return {
+        "prompts": plan.prompts,
+        "texts": plan.texts,
+        "read_as": read_as,
+        "model_path": str(setup.model_path),
+        "model": setup.why,
+        "model_args": setup.config.to_args(),
+        "stats_dir": str(setup.stats_dir),
+        "sampler": args.sampler,
+        "steps": sampled.steps,
+        "s_churn": args.s_churn if args.sampler == "edm" else None,
+        "dtype": setup.dtype,
+        "threads": setup.threads,
+        "guidance_param": args.guidance_param,
+        "seed": args.seed if seed is None else seed,
+        "device": str(setup.device),
+        "fps": setup.fps,
+        "motion_length_requested": args.motion_length,
+        "frames": plan.frames,
+        "loop": args.loop,
+        "layout": None if layout is None else {
+            "window": layout.window, "overlap": layout.overlap, "n_windows": layout.n_windows,
+            "cyclic": layout.cyclic, "collage": args.collage},
+        "seam_reports": sampled.seams,
+        "loop_root": sampled.loop_root,
+        "segments": None if setup.segments is None else setup.segments.to_dict(),
+        "foot_lock": args.foot_lock,
+        "foot_skating_ratio": None if skating is None else {k: float(np.mean(v)) for k, v in skating.items()},
+        "sampling_seconds": round(sampled.seconds, 3),
+        "torch": torch.__version__,
+    }
+
+
 def run(args, cache: dict | None = None) -> dict:
     """One run of ``python -m sample``; ``cache`` keeps the model and text encoder between runs."""
-    from motion_loop.diffusion import MDMDenoiser
     from motion_loop.text_encoders import CaptionBank
-    from motion_loop.speed import fill_canvas, resolve_dtype, set_threads
 
     prompts = read_prompts(args)
     if getattr(args, "timeline", None) is not None:  # the motion lasts the timeline's sum
@@ -510,135 +691,32 @@ def run(args, cache: dict | None = None) -> dict:
     safety.check_output_dir(output_dir, files, overwrite=args.overwrite, estimated_bytes=safety.estimate_bytes(
         motions, frames, videos=args.render, bvh=args.bvh,
         video_frames=frames * (2 * args.loop_repeats if args.loop else 1)))  # combined videos: twice
-    print(f"model: {model_path} ({why})")
-    threads = set_threads(args.threads)
-    loaded = cached_model(cache, model_path, device, args)
-    safety.check_weights(loaded.model, model_path)
-    config = loaded.config
-    dtype_name, dtype = resolve_dtype(args.dtype, device)
-    loaded.model.to(dtype)
-    kit = config.dataset == "kit"
-    if kit:
-        from motion_loop.skeleton import KIT_FPS
-    fps = KIT_FPS if kit else 20.0
-    requested = max(1, round(args.motion_length * fps))
-    if args.loop and requested < MIN_LOOP_FRAMES:
-        raise UserError(f"a {args.motion_length} s loop is too short: ask for at least {MIN_LOOP_FRAMES / fps:.0f} s")
-    segments = _segment_run(args, prompts, requested, config.max_frames, fps)
-    if segments is not None:
-        layout = segments.layout
-    else:
-        layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
-        if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
-            layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
-    plan = Plan(prompts, args.num_repetitions, layout.length if args.loop else requested, layout, args.loop, fps)
-    if args.loop and plan.frames != requested:
-        print(f"loop period: {plan.frames} frames ({plan.frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
-    normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
-    text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
+    setup = load_setup(args, device, model_path, why, cache, prompts=prompts)
+    segments = setup.segments
+    plan = Plan(prompts, args.num_repetitions, setup.frames, setup.layout, args.loop, setup.fps)
     read_as = None
-    if isinstance(text_encoder, CaptionBank):
+    if isinstance(setup.text_encoder, CaptionBank):
         read = segments.segment_texts() if segments is not None else prompts
-        nearest = text_encoder.nearest(read)
+        nearest = setup.text_encoder.nearest(read)
         read_as = [caption for caption, _ in nearest]
         for prompt, (caption, cosine) in zip(read, nearest):
             print(f'caption bank: "{printable(prompt)}" is read as the training caption "{caption}" (cosine {cosine:.2f})')
 
-    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
-    if segments is not None:
-        from motion_loop.segments import SegmentDenoiser
-
-        denoiser = SegmentDenoiser(denoiser, args.boundary)
     generator = torch.Generator(device).manual_seed(args.seed)
     texts = plan.texts
-    batch_size = args.batch_size or len(texts)
-    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler, {dtype_name}"
-          + (f", {threads} thread(s)" if device.type == "cpu" else ""))
-    started = time.perf_counter()
-    features, joints = [], []
-    with torch.inference_mode():
-        for first in range(0, len(texts), batch_size):
-            chunk = texts[first: first + batch_size]
-            cond = segments.cond(chunk, text_encoder.encode, device) if segments is not None else None
-            x0, n_steps = sample_features(plan, denoiser, text_encoder.encode(chunk).to(device) if cond is None
-                                          else cond["segment_embed"], generator,
-                                          sampler=args.sampler, steps=args.steps, s_churn=args.s_churn,
-                                          collage=args.collage, progress=args.progress, cond=cond,
-                                          finish=segments.unroll if segments is not None else None)
-            raw, positions = decode(x0, normalizer, config.dataset)
-            features.append(raw)
-            joints.append(positions)
-    features, joints = np.concatenate(features), np.concatenate(joints)
-    safety.check_sample(features, joints, guidance=args.guidance_param, normalizer=normalizer)
-    sampling_s = time.perf_counter() - started
-    loop_root = None
-    if args.loop:  # before the foot lock, so planted feet are pinned on the final path
-        from motion_loop.loop_root import handle_loop_root
-
-        handled = [handle_loop_root(j, args.loop_heading, in_place=args.in_place) for j in joints]
-        joints = np.stack([j for j, _ in handled]).astype(joints.dtype)
-        loop_root = [record for _, record in handled]
-    skating = None
-    if kit and args.foot_lock:
-        # The foot locker's contacts and leg IK are written for HumanML3D's 22-joint legs.
-        print("KIT model: foot locking applies to HumanML3D skeletons only; skipped")
-        args.foot_lock = False
-    if args.foot_lock:
-        from motion_loop.foot_lock import lock_feet, toe_contacts
-        from motion_loop.metrics import foot_skating_ratio
-
-        locked = np.stack([lock_feet(j, c, loop=args.loop, fps=fps) for j, c in zip(joints, toe_contacts(features))])
-        if plan.frames >= 2:  # skating needs a step between frames
-            skating = {"model": float(np.mean([foot_skating_ratio(j, fps) for j in joints])),
-                       "locked": float(np.mean([foot_skating_ratio(j, fps) for j in locked]))}
-            print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} "
-                  f"(mean of {len(joints)})")
-        safety.check_sample(features, locked, guidance=args.guidance_param, normalizer=normalizer,
-                            stage="foot locking")
-        joints = locked
-
-    seams = None
-    if args.loop:
-        from motion_loop.loop_root import cycle_motion
-        from motion_loop.metrics import loop_seam_report
-
-        seams = [loop_seam_report(j, fps).to_dict() for j in joints]
-        for record, j in zip(loop_root, joints):  # what the files hold: after the foot lock
-            record["after"] = cycle_motion(j) if not args.in_place else {**cycle_motion(j), "displacement_m": [0.0, 0.0],
-                                                                         "distance_m": 0.0}
-    metadata = {
-        "prompts": prompts,
-        "texts": texts,
-        "read_as": read_as,
-        "model_path": str(model_path),
-        "model": why,
-        "model_args": config.to_args(),
-        "stats_dir": str(stats_dir),
-        "sampler": args.sampler,
-        "steps": n_steps,
-        "s_churn": args.s_churn if args.sampler == "edm" else None,
-        "dtype": dtype_name,
-        "threads": threads if device.type == "cpu" else None,
-        "guidance_param": args.guidance_param,
-        "seed": args.seed,
-        "device": str(device),
-        "fps": fps,
-        "motion_length_requested": args.motion_length,
-        "frames": plan.frames,
-        "loop": args.loop,
-        "layout": None if layout is None else {
-            "window": layout.window, "overlap": layout.overlap, "n_windows": layout.n_windows,
-            "cyclic": layout.cyclic, "collage": args.collage},
-        "seam_reports": seams,
-        "loop_root": loop_root,
-        "segments": None if segments is None else segments.to_dict(),
-        "foot_lock": args.foot_lock,
-        "foot_skating_ratio": skating,
-        "sampling_seconds": round(sampling_s, 3),
-        "torch": torch.__version__,
-    }
+    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler, {setup.dtype}"
+          + (f", {setup.threads} thread(s)" if setup.threads is not None else ""))
+    sampled = sample_motions(setup, args, plan, texts, generator, batch_size=args.batch_size or len(texts),
+                             progress=args.progress)
+    metadata = run_metadata(args, setup, plan, read_as, sampled)
+    if metadata["foot_skating_ratio"] is not None:
+        skating = metadata["foot_skating_ratio"]
+        print(f"foot lock: foot skating ratio {skating['model']:.3f} -> {skating['locked']:.3f} "
+              f"(mean of {len(sampled.joints)})")
+    features, joints = sampled.features, sampled.joints
     return safety.write_or_rescue(
-        lambda: _write_outputs(args, output_dir, plan, features, joints, metadata, seams, sampling_s, segments),
+        lambda: _write_outputs(args, output_dir, plan, features, joints, metadata, sampled.seams, sampled.seconds,
+                               segments),
         output_dir, files, features, joints, metadata)
 
 
