@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import tiny_mdm
 
 from motion_loop import generate
 from motion_loop.collage import Layout
 from motion_loop.errors import UserError
 from motion_loop.generate import choose_layout, main
+from motion_loop.mdm import MDM, MDMConfig, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
