@@ -32,7 +32,7 @@ from motion_loop.metrics import loop_seam_report
 from motion_loop.sampling import SAMPLERS, evaluations
 
 from bench_speed import OthersMeter, load  # benchmarks/ is on the path when this script runs
-from eval_loops import PROMPTS, load_classifier, random_text_embed
+from eval_loops import PROMPTS, load_classifier, prompt_encoder
 
 BASELINE = "heun:40:fp32:padded"  # the CLI's default before issue 14
 DEFAULT_SETTINGS = [
@@ -89,12 +89,7 @@ def main() -> None:
     layout = choose_layout(round(args.seconds * fps), config.max_frames, True)
     kinds = list(args.kinds)
     prompts = [PROMPTS[k] for k in kinds]
-    if args.random_text:
-        text = random_text_embed(prompts, config.text_dim).to(device)
-    else:
-        from motion_loop.text_encoders import text_encoder_for
-
-        text = text_encoder_for(loaded, device=device).encode(prompts).to(device)
+    text = prompt_encoder(loaded, device, args.random_text)(prompts)
     models = {"fp32": loaded.model, "bf16": copy.deepcopy(loaded.model).to(torch.bfloat16)}
     classify = load_classifier()
     settings = [args.reference] + [s for s in args.settings if s != args.reference]

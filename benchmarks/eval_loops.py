@@ -73,6 +73,17 @@ def random_text_embed(prompts: list[str], dim: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def prompt_encoder(loaded, device: torch.device, random_text: bool):
+    """``encode(prompts) -> [N, D]`` on ``device``: the model's own text encoder, or
+    :func:`random_text_embed` for smoke runs (``--random_text``)."""
+    if random_text:
+        return lambda prompts: random_text_embed(list(prompts), loaded.config.text_dim).to(device)
+    from motion_loop.text_encoders import text_encoder_for
+
+    encoder = text_encoder_for(loaded, device=device)
+    return lambda prompts: encoder.encode(list(prompts)).to(device)
+
+
 def seam_centred(joints: np.ndarray) -> tuple[np.ndarray, int]:
     """The loop's second half followed by its first half placed where it follows on (as
     loop_seam_report builds it) and the index of the seam's first frame."""
@@ -241,12 +252,7 @@ def main() -> None:
                          "drop the independent baseline (--methods) or ask for a shorter loop")
     kinds = list(args.kinds)
     prompts = [PROMPTS[k] for k in kinds]
-    if args.random_text:
-        text = random_text_embed(prompts, config.text_dim).to(device)
-    else:
-        from motion_loop.text_encoders import text_encoder_for
-
-        text = text_encoder_for(loaded, device=device).encode(prompts).to(device)
+    text = prompt_encoder(loaded, device, args.random_text)(prompts)
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance)
     sigmas = denoiser.sigmas(args.steps).to(device)
     classify = load_classifier()

@@ -34,7 +34,7 @@ from motion_loop.metrics import _next_repetition, transition_jerk
 from motion_loop.sampling import sample_heun
 from motion_loop.segments import SegmentDenoiser, place_segments, segment_layout
 
-from eval_loops import PROMPTS, load_classifier, random_text_embed  # benchmarks/ is on the path
+from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ is on the path
 
 METHODS = ["collage average", "collage uncond", "collage left", "collage right", "outpainting", "blend",
            "single prompt"]
@@ -107,13 +107,7 @@ def main() -> None:
     kinds = list(PROMPTS)
     rng = np.random.default_rng(args.seed + 1000)
     groups = {n: draw_sequences(n, args.per_count, rng, kinds) for n in args.counts}
-    if args.random_text:
-        encode = lambda texts: random_text_embed(list(texts), config.text_dim)  # noqa: E731
-    else:
-        from motion_loop.text_encoders import text_encoder_for
-
-        encoder = text_encoder_for(loaded, device=device)
-        encode = encoder.encode
+    encode = prompt_encoder(loaded, device, args.random_text)
     base = MDMDenoiser(loaded.model, guidance_scale=args.guidance)
     sigmas = base.sigmas(args.steps)
     classify = load_classifier()
