@@ -27,6 +27,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -138,11 +139,20 @@ def _only_subject(tokens) -> bool:
     return tokens[0].pos_ in ("DET", "PROPN") and all(t.pos_ in ("ADJ", "DET", "PROPN", "NOUN") for t in tokens[1:-1])
 
 
+def _may_split(text: str) -> bool:
+    """Whether ``text`` holds any clause boundary :func:`split_prompt` splits at: a sequence marker,
+    "after", ";", or a sentence end followed by more words."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return bool(words & (SEQUENCE_MARKERS | {"after"})) or ";" in text or re.search(r"[.!?]\s+\S", text) is not None
+
+
 def split_prompt(text: str) -> list[str]:
     """The actions of a sentence in order (see the module docstring); one element when it has one."""
     text = " ".join(text.split())
     if not text:
         return []
+    if not _may_split(text):  # most prompts: spare the run loading spaCy (seconds)
+        return [text]
     doc = _nlp()(text)
     clauses = [clause for sentence in doc.sents for clause in _clauses(sentence)]
     if not clauses:

@@ -197,3 +197,14 @@ def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch)
     assert json.loads((out_dir / "run.json").read_text())["segments"] is None
     assert run_error(cli(tiny, "--timeline", str(timeline), "--text_prompt", "x"), capsys).startswith(
         "error: give --timeline FILE or a prompt")
+
+
+def test_prompts_without_a_clause_boundary_do_not_load_spacy():
+    from motion_loop import segments
+
+    segments._nlp.cache_clear()
+    assert segments.split_prompt("a person walks and waves") == ["a person walks and waves"]
+    assert segments.split_prompt("a person walks forward.") == ["a person walks forward."]
+    assert segments._nlp.cache_info().currsize == 0
+    assert segments._may_split("a person walks. a person jumps") and segments._may_split("walk; jump")
+    assert segments._may_split("a person walks, after that jumps")
