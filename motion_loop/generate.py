@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("loops and long motion (DiffCollage)")
     g.add_argument("--loop", action=argparse.BooleanOptionalAction, default=False,
                    help="make a seamless loop whose period is --motion_length")
-    g.add_argument("--collage", choices=COLLAGE_METHODS, default="seamless",
+    g.add_argument("--collage", choices=COLLAGE_METHODS, default=None,
                    help="how windows are combined: seamless (condind at high noise, then windows crossfaded, the "
                         "layout shifted at random every step: no visible edge), condind (windows minus overlaps, "
-                        "the exact DiffCollage factor graph) or avg (MultiDiffusion-style averaging) (default seamless)")
+                        "the exact DiffCollage factor graph) or avg (MultiDiffusion-style averaging) (default seamless; "
+                        "condind for several actions, whose windows must keep their own prompts: seamless's shifted "
+                        "windows blur them, e.g. a walk segment stops walking)")
     g.add_argument("--window", type=int, default=None, help="window length in frames (default: chosen automatically)")
     g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
     g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
@@ -545,6 +547,8 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
         layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
         if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
             layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
+    if args.collage is None:
+        args.collage = "condind" if segments is not None else "seamless"
     frames = layout.length if args.loop else requested
     if args.loop and frames != requested:
         print(f"loop period: {frames} frames ({frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")

@@ -249,11 +249,15 @@ def test_default_model_prefers_official_weights(monkeypatch, tmp_path):
     assert generate.resolve_model_path(None)[0] == generate.OFFICIAL_MODEL
 
 
-def test_seamless_collage_is_the_default_and_the_others_stay_selectable():
+def test_seamless_collage_is_the_default_and_the_others_stay_selectable(tiny, tmp_path, capsys):
     from motion_loop.generate import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["--text_prompt", "a person walks"]).collage == "seamless"
+    assert parser.parse_args(["--text_prompt", "a person walks"]).collage is None  # seamless, condind for segments
+    out_dir = tmp_path / "default"
+    run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
+               "--no-render", "--no-bvh", "--output_dir", str(out_dir)), capsys)
+    assert json.loads((out_dir / "run.json").read_text())["layout"]["collage"] == "seamless"
     for method in ("condind", "avg"):
         assert parser.parse_args(["--text_prompt", "a person walks", "--collage", method]).collage == method
 

@@ -171,6 +171,7 @@ def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  #
     assert [s["prompt"] for s in segs] == ["a person walks forward", "a person jumps", "a person waves"]
     assert segs[0]["frames"][0] == 0 and segs[-1]["frames"][1] == run["frames"] == 120
     assert run["segments"]["boundary"] == "uncond"
+    assert run["layout"]["collage"] == "condind"  # several actions: windows keep their own prompts
     line = (out_dir / "results.txt").read_text()
     assert line.startswith("a person walks forward (frames 0-") and line.count(" | ") == 2
     assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
@@ -194,7 +195,8 @@ def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch)
     out_dir = tmp_path / "whole"
     run_ok(cli(tiny, "--text_prompt", "a person walks, then jumps", "--no-split", "--no-render", "--no-bvh",
                "--num_repetitions", "1", "--output_dir", str(out_dir)), capsys)
-    assert json.loads((out_dir / "run.json").read_text())["segments"] is None
+    whole = json.loads((out_dir / "run.json").read_text())
+    assert whole["segments"] is None and whole["layout"]["collage"] == "seamless"  # one action: the default
     assert run_error(cli(tiny, "--timeline", str(timeline), "--text_prompt", "x"), capsys).startswith(
         "error: give --timeline FILE or a prompt")
 
