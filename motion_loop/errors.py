@@ -29,7 +29,11 @@ class Terminated(KeyboardInterrupt):
 TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+_received: list[int] = []  # terminating signals seen during the current run_cli job
+
+
 def _raise_terminated(signum, frame):
+    _received.append(signum)
     raise Terminated(signum)
 
 
@@ -87,6 +91,7 @@ def run_cli(job: Callable[[], object], *, interrupted: str) -> int:
     stdout = sys.stdout
     if not isinstance(stdout, _QuietPipe):
         sys.stdout = _QuietPipe(stdout)
+    _received.clear()
     try:
         job()
     except UserError as err:
@@ -99,6 +104,14 @@ def run_cli(job: Callable[[], object], *, interrupted: str) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
+    except Exception:
+        if not _received:
+            raise
+        # The signal's exception surfaced inside C code (matplotlib's renderer, say), which turned it
+        # into another error: the run was still stopped by the signal.
+        name = "terminated" if _received[0] == signal.SIGTERM else "hung up"
+        print(f"interrupted ({name}): {interrupted}", file=sys.stderr)
+        return 128 + _received[0]
     finally:
         sys.stdout.flush()
         sys.stdout = stdout

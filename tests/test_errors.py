@@ -54,3 +54,24 @@ def test_sighup_is_handled_like_ctrl_c(capsys):
 
     assert run_cli(job, interrupted="x") == 129
     assert capsys.readouterr().err == "interrupted (hung up): x\n"
+
+
+def test_a_signal_turned_into_another_error_by_c_code_still_exits_as_the_signal(capsys):
+    import signal as sig
+
+    from motion_loop import errors
+
+    def job():
+        try:
+            errors._raise_terminated(sig.SIGTERM, None)
+        except errors.Terminated:
+            raise ValueError("Invalid bounding box")  # what matplotlib's Agg renderer made of it
+
+    assert errors.run_cli(job, interrupted="nothing was written") == 143
+    assert capsys.readouterr().err.splitlines()[-1] == "interrupted (terminated): nothing was written"
+
+    def broken():
+        raise ValueError("a real bug")
+
+    with pytest.raises(ValueError, match="a real bug"):  # without a signal, an error stays an error
+        errors.run_cli(broken, interrupted="x")
