@@ -23,6 +23,7 @@ from motion_loop.collage import METHODS as COLLAGE_METHODS
 from motion_loop.collage import CollageDenoiser, Layout
 from motion_loop import safety
 from motion_loop.errors import UserError, printable, run_cli
+from motion_loop.segments import BOUNDARY_MODES, DEFAULT_BOUNDARY
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_MODEL = Path("save/humanml_trans_enc_512/model000200000.pt")
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--timeline", type=Path, default=None,
                    help="segments with exact durations instead of --text_prompt: JSON [{\"prompt\": ..., \"seconds\": ...}] "
                         "or TSV lines prompt<TAB>seconds; the motion lasts their sum")
-    g.add_argument("--boundary", choices=("uncond", "left", "right", "average"), default="uncond",
+    g.add_argument("--boundary", choices=BOUNDARY_MODES, default=DEFAULT_BOUNDARY,
                    help="what the frames two segments share are conditioned on: the unconditional model, the earlier "
                         "or later prompt, or the average of both predictions (default uncond: most segments right and "
                         "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
@@ -730,7 +731,7 @@ def _segment_run(args, prompts: list[str], frames: int, max_window: int, fps: fl
 
     segments = read_segments(prompts, split=getattr(args, "split", True), timeline=getattr(args, "timeline", None))
     run = plan_run(prompts, segments, frames, fps, max_window, args.loop, choose_layout,
-                   boundary=getattr(args, "boundary", "uncond"), window=args.window, overlap=args.overlap,
+                   boundary=getattr(args, "boundary", DEFAULT_BOUNDARY), window=args.window, overlap=args.overlap,
                    num_windows=args.num_windows)
     if run is not None:
         for prompt, seg in run.plans.items():
