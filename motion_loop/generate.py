@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EDM stochastic churn (0 = deterministic ODE; the DiffCollage seed uses 10) (default 0)")
 
     g = p.add_argument_group("outputs")
+    g.add_argument("--velocity_fusion", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode joint positions as the least-squares fit to the model's position AND velocity "
+                        "features (they agree exactly in real data; a one-frame glitch in one is spread out by the "
+                        "other; motion_loop.velocity_fusion) instead of the positions alone (default on)")
     g.add_argument("--foot_lock", action=argparse.BooleanOptionalAction, default=True,
                    help="plant the feet where the model's foot contacts say they touch the floor (body speed matched "
                         "to the legs, two-bone IK; default on); results.npy, BVH and videos get locked feet, "
@@ -457,16 +461,26 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     return x0[..., : plan.frames], n_steps
 
 
-def decode(features: torch.Tensor, normalizer, dataset: str = "humanml") -> tuple[np.ndarray, np.ndarray]:
+def decode(features: torch.Tensor, normalizer, dataset: str = "humanml", *, velocity_fusion: bool = False,
+           cyclic: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Raw features and joint positions in metres of normalized ``[B, F, 1, T]``: ``[B, T, 22, 3]``
-    (HumanML3D, 263 features) or ``[B, T, 21, 3]`` (KIT, 251; its units scaled to metres)."""
+    (HumanML3D, 263 features) or ``[B, T, 21, 3]`` (KIT, 251; its units scaled to metres).
+
+    ``velocity_fusion``: positions fitted to the position and velocity channels together
+    (:mod:`motion_loop.velocity_fusion`; ``cyclic`` for loops); the raw features stay the model's."""
     from motion_loop.humanml import recover_from_ric
-    from motion_loop.skeleton import KIT_METRES_PER_UNIT, KIT_NUM_JOINTS
+    from motion_loop.skeleton import KIT_METRES_PER_UNIT, KIT_NUM_JOINTS, NUM_JOINTS
 
     raw = normalizer.denormalize(features[:, :, 0].transpose(1, 2).float().cpu().numpy())
+    joints_num = KIT_NUM_JOINTS if dataset == "kit" else NUM_JOINTS
+    positions = raw
+    if velocity_fusion:
+        from motion_loop.velocity_fusion import fuse_velocities
+
+        positions = fuse_velocities(raw, cyclic=cyclic, joints_num=joints_num)
     if dataset == "kit":
-        return raw, recover_from_ric(raw, KIT_NUM_JOINTS) * np.float32(KIT_METRES_PER_UNIT)
-    return raw, recover_from_ric(raw)
+        return raw, recover_from_ric(positions, KIT_NUM_JOINTS) * np.float32(KIT_METRES_PER_UNIT)
+    return raw, recover_from_ric(positions)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -597,7 +611,7 @@ def sample_motions(setup: Setup, args, plan: Plan, texts: list[str], generator: 
                                           collage=args.collage, progress=progress, cond=cond,
                                           finish=segments.unroll if segments is not None else None,
                                           noise=None if noise is None else noise[first: first + batch_size])
-            raw, positions = decode(x0, setup.normalizer, dataset)
+            raw, positions = decode(x0, setup.normalizer, dataset, velocity_fusion=args.velocity_fusion, cyclic=plan.loop)
             features.append(raw)
             joints.append(positions)
     features, joints = np.concatenate(features), np.concatenate(joints)
@@ -671,6 +685,7 @@ def run_metadata(args, setup: Setup, plan: Plan, read_as: list[str] | None, samp
         "loop_root": sampled.loop_root,
         "segments": None if setup.segments is None else setup.segments.to_dict(),
         "foot_lock": args.foot_lock,
+        "velocity_fusion": args.velocity_fusion,
         "foot_skating_ratio": None if skating is None else {k: float(np.mean(v)) for k, v in skating.items()},
         "sampling_seconds": round(sampled.seconds, 3),
         "torch": torch.__version__,

@@ -79,6 +79,7 @@ def test_loop_writes_results_video_and_seam_report(tiny, tmp_path, capsys):
 def test_foot_lock_changes_joints_not_features(tiny, tmp_path, capsys, monkeypatch):
     import motion_loop.foot_lock
     from motion_loop.humanml import recover_from_ric
+    from motion_loop.velocity_fusion import fuse_velocities
 
     calls = []
 
@@ -100,11 +101,33 @@ def test_foot_lock_changes_joints_not_features(tiny, tmp_path, capsys, monkeypat
     # each motion locked once, as a loop, with its predicted toe contacts; not at all without the flag
     assert calls == [((60, 2), np.dtype(bool), True, 20.0)] * 2
     np.testing.assert_array_equal(features, raw_features)  # features.npy: the model's output either way
-    np.testing.assert_allclose(raw, recover_from_ric(features), atol=1e-5)
+    np.testing.assert_allclose(raw, recover_from_ric(fuse_velocities(features, cyclic=True)), atol=1e-5)
     np.testing.assert_allclose(locked, raw + np.array([0.0, 1.0, 0.0]), atol=1e-5)
     assert run["foot_lock"] is True and raw_run["foot_lock"] is False and raw_run["foot_skating_ratio"] is None
     assert run["foot_skating_ratio"]["locked"] == 0.0  # 1 m up, no foot touches the floor
     assert "foot lock: foot skating ratio" in out and "foot lock" not in raw_out
+
+
+def test_velocity_fusion_decodes_positions_and_velocities_together(tiny, tmp_path, capsys):
+    """Default: joints from the positions fitted to the velocity features too (a chain: not cyclic);
+    --no-velocity_fusion: from the positions alone. features.npy is the model's output either way."""
+    from motion_loop.humanml import recover_from_ric
+    from motion_loop.velocity_fusion import fuse_velocities
+
+    common = ("--text_prompt", "a person walks forward", "--motion_length", "2", "--num_repetitions", "1",
+              "--no-render", "--no-bvh", "--no-foot_lock")
+    runs = {}
+    for flag in ("--velocity_fusion", "--no-velocity_fusion"):
+        out_dir = tmp_path / flag
+        run_ok(cli(tiny, *common, flag, "--output_dir", str(out_dir)), capsys)
+        joints = np.load(out_dir / "results.npy", allow_pickle=True).item()["motion"].transpose(0, 3, 1, 2)
+        runs[flag] = (joints, np.load(out_dir / "features.npy"), json.loads((out_dir / "run.json").read_text()))
+    (fused, features, run), (plain, plain_features, plain_run) = runs["--velocity_fusion"], runs["--no-velocity_fusion"]
+    np.testing.assert_array_equal(features, plain_features)
+    np.testing.assert_allclose(plain, recover_from_ric(features), atol=1e-5)
+    np.testing.assert_allclose(fused, recover_from_ric(fuse_velocities(features, cyclic=False)), atol=1e-5)
+    assert np.abs(fused - plain).max() > 1e-3  # a random-weight model's channels disagree
+    assert run["velocity_fusion"] is True and plain_run["velocity_fusion"] is False
 
 
 @pytest.mark.parametrize("seconds", ["0.05", "0.15"])
