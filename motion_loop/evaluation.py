@@ -149,11 +149,13 @@ def evaluation_prompts(split: str, n_per_kind: int, seed: int, kinds=KINDS) -> l
 
 def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loop: bool = False,
                     guidance: float = 2.5, steps: int = 40, seed: int = 0, batch_size: int = 64,
-                    device: str = "cpu", collage: str = "condind", caption_bank: bool = True,
-                    with_features: bool = False):
+                    device: str = "cpu", collage: str = "seamless", caption_bank: bool = True,
+                    with_features: bool = False, velocity_fusion: bool = True):
     """Joint positions ``[T, 22, 3]`` of one sample per prompt, made as ``python -m sample`` makes
-    them (EDM Heun, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period), before
-    foot locking. ``with_features``: also their HumanML3D features ``[T, 263]``: (joints, features)."""
+    them (EDM Heun, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period, composed
+    by ``collage``, the CLI's default for one action; positions decoded with ``velocity_fusion``, as
+    the CLI does), before foot locking. ``with_features``: also their HumanML3D features ``[T, 263]``
+    (the model's): (joints, features)."""
     import torch
 
     from motion_loop.diffusion import MDMDenoiser
@@ -175,7 +177,7 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
             chunk = list(prompts[first: first + batch_size])
             x0, _ = sample_features(plan, denoiser, encoder.encode(chunk).to(device), generator, sampler="edm",
                                     steps=steps, s_churn=0.0, collage=collage, progress=False)
-            raw, positions = decode(x0, normalizer)
+            raw, positions = decode(x0, normalizer, velocity_fusion=velocity_fusion, cyclic=loop)
             features.extend(raw)
             joints.extend(positions)
     return (joints, features) if with_features else joints
@@ -183,7 +185,8 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
 
 def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loop: bool = False,
                    classifier: KindClassifier | None = None, prompt_seed: int = 2024, seed: int = 0,
-                   guidance: float = 2.5, steps: int = 40, device: str = "cpu", caption_bank: bool = True) -> dict:
+                   guidance: float = 2.5, steps: int = 40, device: str = "cpu", caption_bank: bool = True,
+                   collage: str = "seamless", velocity_fusion: bool = True) -> dict:
     """Kind accuracy of generated motions for training captions and held-out paraphrases, and the
     foot skating ratio (GMD) of each kind's samples, as the model made them and with feet locked
     (`foot_lock.lock_feet`, as ``python -m sample`` writes them)."""
@@ -192,12 +195,13 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
 
     classifier = classifier or KindClassifier.fit_procedural()
     report = {"seconds": seconds, "loop": loop, "n_per_kind": n_per_kind, "guidance": guidance, "steps": steps,
-              "caption_bank": caption_bank}
+              "caption_bank": caption_bank, "collage": collage, "velocity_fusion": velocity_fusion}
     for split in ("train", "heldout"):
         pairs = evaluation_prompts(split, n_per_kind, prompt_seed)
         joints, features = generate_joints(model_path, [p for p, _ in pairs], seconds=seconds, loop=loop,
                                            guidance=guidance, steps=steps, seed=seed, device=device,
-                                           caption_bank=caption_bank, with_features=True)
+                                           caption_bank=caption_bank, with_features=True, collage=collage,
+                                           velocity_fusion=velocity_fusion)
         kinds = [k for _, k in pairs]
         result = accuracy_by_kind(classifier.predict(joints), kinds)
         locked = [lock_feet(j, toe_contacts(f), loop=loop) for j, f in zip(joints, features)]
@@ -221,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
+    from motion_loop.collage import METHODS as COLLAGE_METHODS
+
     p = argparse.ArgumentParser(prog="python -m motion_loop.evaluation",
                                 description="Kind accuracy and foot skating of a model's samples (procedural kinds).")
     p.add_argument("--model_path", required=True, help="model*.pt of a model trained on procedural motions")
@@ -237,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--caption_bank", action=argparse.BooleanOptionalAction, default=True,
                    help="read prompts as the closest training caption when the model ships a caption bank, "
                         "as python -m sample does (default on)")
+    p.add_argument("--collage", choices=COLLAGE_METHODS, default="seamless",
+                   help="how a loop's windows are combined (default seamless, as python -m sample for one action)")
+    p.add_argument("--velocity_fusion", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode positions from the position and velocity features together, as python -m sample "
+                        "does (default on)")
     p.add_argument("--output", default=None, help="also write the report as JSON to this file")
     args = p.parse_args(argv)
 
@@ -249,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_model(args.model_path, n_per_kind=args.n_per_kind, seconds=args.seconds, loop=args.loop,
                                 classifier=classifier, prompt_seed=args.prompt_seed, seed=args.seed,
                                 guidance=args.guidance, steps=args.steps, device=args.device,
-                                caption_bank=args.caption_bank)
+                                caption_bank=args.caption_bank, collage=args.collage,
+                                velocity_fusion=args.velocity_fusion)
         text = json.dumps(report, indent=1)
         print(text)
         if args.output:
