@@ -44,15 +44,19 @@ PROMPTS = {
     "jump": "a person jumps in place",
 }
 
-# (label, sampler in motion_loop.baselines.METHODS, s_churn)
+# (label, sampler in motion_loop.baselines.METHODS, s_churn, decode positions by velocity fusion or not
+# (None: as --velocity_fusion says, the CLI's default))
 RUNS = [
-    ("DiffCollage seamless", "seamless", 0.0),
-    ("DiffCollage condind", "condind", 0.0),
-    ("DiffCollage avg", "avg", 0.0),
-    ("independent, wrapped", "independent", 0.0),
-    ("sequential outpainting", "outpainting", 0.0),
-    ("DiffCollage condind, churn 10", "condind", 10.0),
+    ("DiffCollage seamless", "seamless", 0.0, None),
+    ("DiffCollage condind", "condind", 0.0, None),
+    ("DiffCollage avg", "avg", 0.0, None),
+    ("independent, wrapped", "independent", 0.0, None),
+    ("sequential outpainting", "outpainting", 0.0, None),
+    ("DiffCollage condind, churn 10", "condind", 10.0, None),
+    ("DiffCollage seamless, positions only", "seamless", 0.0, False),
+    ("DiffCollage seamless, churn 10", "seamless", 10.0, None),
 ]
+CHAIN_METHODS = ("seamless", "condind", "avg")  # samplers that make a chain (--chain)
 SEAM_KEYS = ("velocity_ratio", "acceleration_ratio", "jerk_ratio", "peak_jerk", "auj")
 
 
@@ -93,7 +97,12 @@ def seam_centred(joints: np.ndarray) -> tuple[np.ndarray, int]:
 
 def composition_edges(layout) -> tuple[np.ndarray, np.ndarray]:
     """Frames where the layout's composition changes (window and overlap starts and ends, the seam at
-    0 among them) and the frames midway between consecutive edges, both modulo the loop."""
+    0 among them) and the frames midway between consecutive edges, both modulo the loop. A chain:
+    its inner edges (overlap starts and ends) and the frames midway between consecutive ones."""
+    if not layout.cyclic:
+        edges = np.array(sorted(e for i in range(1, layout.n_windows)
+                                for e in (i * layout.stride, i * layout.stride + layout.overlap)))
+        return edges, edges[:-1] + np.diff(edges) // 2
     edges = np.unique([e % layout.length for i in range(layout.n_windows)
                        for e in (i * layout.stride, i * layout.stride + layout.overlap)])
     gaps = np.diff(np.append(edges, edges[0] + layout.length))
@@ -104,9 +113,9 @@ def edge_midway_jerk(loop: np.ndarray, layout) -> tuple[float, float, float]:
     """Jerk at the composition edges and midway between them, each over the loop's median jerk:
     the mean of the three stencils around the frame (a step between frames e-1 and e shows in
     stencils e-3 .. e-1), cyclically (the next repetition placed as the seam report places it)."""
-    twice = np.concatenate([loop, _next_repetition(loop)])
+    twice = np.concatenate([loop, _next_repetition(loop)]) if layout.cyclic else loop
     per_stencil = np.linalg.norm(np.diff(twice, n=3, axis=0), axis=-1).mean(axis=-1)
-    length = loop.shape[0]
+    length = loop.shape[0] if layout.cyclic else len(per_stencil) + 3  # a chain's edges lie inside it
     median = max(float(np.median(per_stencil[:length])), 1e-9)
     edges, midway = composition_edges(layout)
     around = lambda frames: float(np.mean([per_stencil[(f + d) % length] for f in frames for d in (-3, -2, -1)]))  # noqa: E731
@@ -114,20 +123,25 @@ def edge_midway_jerk(loop: np.ndarray, layout) -> tuple[float, float, float]:
     return edge / median, mid / median, edge / max(mid, 1e-9)
 
 
-def max_joint_speed(loop: np.ndarray, fps: float) -> float:
-    """Fastest any joint moves relative to the pelvis (m/s), the wrap from last to first frame included."""
+def max_joint_speed(loop: np.ndarray, fps: float, cyclic: bool = True) -> float:
+    """Fastest any joint moves relative to the pelvis (m/s), the wrap from last to first frame included
+    (``cyclic``)."""
     rel = loop - loop[:, :1]
-    rel = np.concatenate([rel, rel[:1]])
+    rel = np.concatenate([rel, rel[:1]]) if cyclic else rel
     return float(np.linalg.norm(np.diff(rel, axis=0), axis=-1).max() * fps)
 
 
 def evaluate_loops(joints: np.ndarray, kinds: list[str], layout, classify, fps: float) -> list[dict]:
-    """Metrics of each loop ``joints [B, T, 22, 3]`` (of prompts of motion kinds ``kinds``)."""
+    """Metrics of each loop ``joints [B, T, 22, 3]`` (of prompts of motion kinds ``kinds``); a chain
+    (non-cyclic ``layout``) has no seam: its jerk is measured as it is and at its inner edges."""
     rows = []
     for b, loop in enumerate(joints):
-        report = loop_seam_report(loop, fps).to_dict()
-        sequence, seam = seam_centred(loop)
-        row = {k: report[k] for k in SEAM_KEYS}
+        if layout.cyclic:
+            report = loop_seam_report(loop, fps).to_dict()
+            sequence, seam = seam_centred(loop)
+            row = {k: report[k] for k in SEAM_KEYS}
+        else:
+            sequence, seam, row = loop, None, {}
         row["foot_skating"] = foot_skating_ratio(loop, fps)
         row["jerk_profile"] = jerk_profile(sequence).tolist()
         # absolute jerk (max over joints, m/s^3): a ratio can also fall because its median rises
@@ -138,10 +152,10 @@ def evaluate_loops(joints: np.ndarray, kinds: list[str], layout, classify, fps: 
         row["worst_jerk_ratio"] = float(per_stencil.max() / max(np.median(per_stencil), 1e-9))
         row["seam_index"] = seam
         row["edge_jerk"], row["midway_jerk"], row["edge_midway"] = edge_midway_jerk(loop, layout)
-        row["max_joint_speed"] = max_joint_speed(loop, fps)
+        row["max_joint_speed"] = max_joint_speed(loop, fps, layout.cyclic)
         if classify is not None:
             # Windows read off the loop played twice (no jump where a window wraps around).
-            twice = np.concatenate([loop, _next_repetition(loop)])
+            twice = np.concatenate([loop, _next_repetition(loop)]) if layout.cyclic else loop
             starts = np.arange(layout.n_windows) * layout.stride
             predicted = list(classify([twice[s:s + layout.window] for s in starts]))
             row["window_kinds"] = predicted
@@ -236,6 +250,12 @@ def main() -> None:
     p.add_argument("--plot", type=Path, default=Path(__file__).parent / "loop_jerk_profile.png",
                    help="where to write the jerk-profile plot (default benchmarks/loop_jerk_profile.png)")
     p.add_argument("--json", type=Path, default=None, help="also write every run's metrics to this JSON file")
+    p.add_argument("--velocity_fusion", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode positions from the position and velocity features together, as python -m sample "
+                        "does (rows marked 'positions only' never do) (default on)")
+    p.add_argument("--chain", action=argparse.BooleanOptionalAction, default=False,
+                   help="long motion instead of loops: a chain of --seconds (e.g. 12), measured at its inner window "
+                        "and overlap edges; runs the DiffCollage rows only (no seam, no plot)")
     args = p.parse_args()
 
     if args.threads:
@@ -245,8 +265,13 @@ def main() -> None:
     config = loaded.config
     normalizer, stats_dir = load_stats(args.stats_dir, args.model_path)
     fps = 20.0
-    layout = choose_layout(round(args.seconds * fps), config.max_frames, True, args.window, args.overlap, args.num_windows)
-    sampler_of = {label: method for label, method, _ in RUNS}
+    layout = choose_layout(round(args.seconds * fps), config.max_frames, not args.chain, args.window, args.overlap,
+                           args.num_windows)
+    sampler_of = {label: method for label, method, _, _ in RUNS}
+    if args.chain:
+        if layout is None:
+            raise SystemExit(f"a {args.seconds} s motion fits one window: ask for a longer chain (--seconds)")
+        args.methods = [m for m in args.methods if sampler_of[m] in CHAIN_METHODS]
     if layout.length > config.max_frames and any(sampler_of[m] == "independent" for m in args.methods):
         raise SystemExit(f"a {layout.length}-frame loop is longer than the model's {config.max_frames} frames: "
                          "drop the independent baseline (--methods) or ask for a shorter loop")
@@ -260,7 +285,7 @@ def main() -> None:
 
     print(f"model {args.model_path} ({sum(p.numel() for p in loaded.model.parameters()):,} parameters, "
           f"max {config.max_frames} frames), stats {stats_dir}")
-    print(f"loop {layout.length} frames = {layout.n_windows} windows of {layout.window} overlapping by {layout.overlap}; "
+    print(f"{'chain' if args.chain else 'loop'} {layout.length} frames = {layout.n_windows} windows of {layout.window} overlapping by {layout.overlap}; "
           f"{len(sigmas) - 1} Heun steps, guidance {args.guidance}; {len(prompts)} prompts x {len(args.seeds)} seeds; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"motion-kind classifier: {'motion_loop.evaluation.KindClassifier.fit_procedural()' if classify else 'absent (accuracy n/a)'}")
@@ -271,17 +296,22 @@ def main() -> None:
         for label in args.methods:
             METHODS[sampler_of[label]](denoiser, layout, shape, sigmas[-3:], cond={"text_embed": text},
                             generator=torch.Generator(device).manual_seed(0), device=device)
-        for label, method, churn in [r for r in RUNS if r[0] in args.methods]:
+        samples = {}  # (sampler, churn, seed) -> (x0, timing): rows that differ in decoding only sample once
+        for label, method, churn, fusion in [r for r in RUNS if r[0] in args.methods]:
             results[label] = []
             for seed in args.seeds:
-                generator = torch.Generator(device).manual_seed(seed)
-                with OthersMeter() as meter:
-                    x0 = METHODS[method](denoiser, layout, shape, sigmas, cond={"text_embed": text}, s_churn=churn,
-                                         generator=generator, device=device)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                timing = {"seconds_per_loop": meter.wall / len(prompts), "others_cpu": meter.others}
-                _, joints = decode(x0, normalizer)
+                if (method, churn, seed) not in samples:
+                    generator = torch.Generator(device).manual_seed(seed)
+                    with OthersMeter() as meter:
+                        x0 = METHODS[method](denoiser, layout, shape, sigmas, cond={"text_embed": text}, s_churn=churn,
+                                             generator=generator, device=device)
+                        if device.type == "cuda":
+                            torch.cuda.synchronize(device)
+                    samples[method, churn, seed] = x0, {"seconds_per_loop": meter.wall / len(prompts),
+                                                        "others_cpu": meter.others}
+                x0, timing = samples[method, churn, seed]
+                _, joints = decode(x0, normalizer, velocity_fusion=args.velocity_fusion if fusion is None else fusion,
+                                   cyclic=layout.cyclic)
                 for row, kind, prompt in zip(evaluate_loops(joints, kinds, layout, classify, fps), kinds, prompts):
                     results[label].append({**row, "kind": kind, "prompt": prompt, "seed": seed, **timing})
             print(f"  {label}: done ({np.mean([r['seconds_per_loop'] for r in results[label]]):.2f} s per loop)", flush=True)
@@ -312,8 +342,11 @@ def main() -> None:
         worst = max(runs, key=lambda r: r["max_joint_speed"])
         print(f"| {label} | {worst['max_joint_speed']:.1f} | {sum(r['max_joint_speed'] > 12 for r in runs)} / {len(runs)} | "
               f"{worst['kind']}, seed {worst['seed']} |")
-    print("\nSeam/interior jerk ratio by motion kind (median over seeds):\n")
-    print(per_kind_table(results, kinds, "jerk_ratio"))
+    if not args.chain:
+        print("\nSeam/interior jerk ratio by motion kind (median over seeds):\n")
+        print(per_kind_table(results, kinds, "jerk_ratio"))
+    print("\nWorst/median jerk over the whole motion by motion kind (median over seeds):\n")
+    print(per_kind_table(results, kinds, "worst_jerk_ratio"))
     if classify is not None:
         print("\nMotion-kind accuracy by kind (mean over seeds and windows):\n")
         labels = list(results)
@@ -323,8 +356,9 @@ def main() -> None:
             print(f"| {kind} | " + " | ".join(cells) + " |")
     title = (f"{args.model_path.parent.name}: {layout.length}-frame loops ({layout.n_windows} x {layout.window}, overlap "
              f"{layout.overlap}), mean of {len(prompts)} prompts x {len(args.seeds)} seeds")
-    plot_profiles(results, args.plot, layout, fps, title)
-    print(f"\nplot: {args.plot}")
+    if not args.chain:
+        plot_profiles(results, args.plot, layout, fps, title)
+        print(f"\nplot: {args.plot}")
     if args.json is not None:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
         print(f"metrics: {args.json}")

@@ -25,11 +25,30 @@ def test_eval_loops_compares_every_method(tmp_path):
               "--plot", str(tmp_path / "profile.png"), "--json", str(tmp_path / "runs.json"))
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
     assert list(results) == ["DiffCollage seamless", "DiffCollage condind", "DiffCollage avg", "independent, wrapped",
-                             "sequential outpainting", "DiffCollage condind, churn 10"]
+                             "sequential outpainting", "DiffCollage condind, churn 10",
+                             "DiffCollage seamless, positions only", "DiffCollage seamless, churn 10"]
     for runs in results.values():
         assert len(runs) == 2 and all(r["jerk_ratio"] > 0 for r in runs)
         assert all(r["edge_jerk"] > 0 and r["midway_jerk"] > 0 and r["max_joint_speed"] > 0 for r in runs)
     assert (tmp_path / "profile.png").stat().st_size > 0 and "| DiffCollage condind |" in out
+    # the same samples, decoded from the positions alone or fused with the velocities
+    plain, fused = results["DiffCollage seamless, positions only"], results["DiffCollage seamless"]
+    assert [r["seconds_per_loop"] for r in plain] == [r["seconds_per_loop"] for r in fused]
+    assert [r["median_jerk"] for r in plain] != [r["median_jerk"] for r in fused]
+
+
+def test_eval_loops_measures_chains(tmp_path):
+    model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
+    stats = shared_path("humanml3d", "Mean.npy").parent
+    out = run("eval_loops.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text", "--chain",
+              "--seeds", "0", "--kinds", "walk", "--steps", "3", "--seconds", "4", "--window", "40", "--overlap", "10",
+              "--methods", "DiffCollage seamless", "DiffCollage condind", "sequential outpainting",
+              "--plot", str(tmp_path / "profile.png"), "--json", str(tmp_path / "runs.json"))
+    results = json.loads((tmp_path / "runs.json").read_text())["results"]
+    assert list(results) == ["DiffCollage seamless", "DiffCollage condind"]  # chains come from collages only
+    assert "chain 100 frames = 3 windows of 40 overlapping by 10" in out and not (tmp_path / "profile.png").exists()
+    for (row,) in results.values():
+        assert "jerk_ratio" not in row and row["edge_midway"] > 0 and row["worst_jerk_ratio"] > 1
 
 
 def test_bench_collage_calls_per_step_do_not_grow_with_n():
