@@ -62,11 +62,15 @@ def package_version(name: str) -> str:
 
     try:
         spec = importlib.util.find_spec(name)
-        text = Path(spec.origin).read_text(errors="replace") if spec and spec.origin else ""
+        if spec is None or not spec.origin:
+            return "absent"
+        origin = Path(spec.origin)
+        text = origin.read_text(errors="replace")
     except (ImportError, OSError, ValueError):
         return "absent"
     found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
-    return found.group(1) if found else "unknown"
+    # no literal version: the file's size and time, which a reinstall changes
+    return found.group(1) if found else "file " + ":".join(map(str, file_stamp(origin)))
 
 
 class EmbeddingCache:
