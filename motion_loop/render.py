@@ -375,14 +375,16 @@ def find_ffmpeg(ffmpeg: str | os.PathLike | None = None) -> str | None:
 class _FFmpegWriter:
     """One ffmpeg process turning raw RGB frames written to its stdin into H.264 MP4 at ``tmp``."""
 
-    def __init__(self, ffmpeg: str, tmp: Path, first: np.ndarray, fps: float):
-        """``first``: a frame [H, W, 3] (RGB) or [H, W, 4] (RGBA, alpha ignored), for the size."""
+    def __init__(self, ffmpeg: str, tmp: Path, first: np.ndarray, fps: float, threads: int | None = None):
+        """``first``: a frame [H, W, 3] (RGB) or [H, W, 4] (RGBA, alpha ignored), for the size.
+        ``threads``: x264's threads (default: its own choice, by the cores)."""
         self.ffmpeg, self.tmp = ffmpeg, tmp
         height, width, channels = first.shape
         cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", {3: "rgb24", 4: "rgba"}[channels], "-s", f"{width}x{height}",
                "-framerate", f"{fps:g}", "-i", "pipe:0",
-               "-an", "-c:v", "libx264", "-preset", X264_PRESET, "-pix_fmt", "yuv420p",
+               "-an", "-c:v", "libx264", "-preset", X264_PRESET, *(["-threads", str(threads)] if threads else []),
+               "-pix_fmt", "yuv420p",
                "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         self.stderr = tempfile.TemporaryFile()           # a file, not a pipe: no deadlock
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -544,6 +546,7 @@ def render_videos(motions: Sequence[np.ndarray], paths: Sequence[str | os.PathLi
     streams = [render_frames([m], [t], figsize=figsize, dpi=dpi, radius=radius, title_period=period, rgba=True)
                for m, t, period in zip(motions, titles, periods)]
     lengths = [len(m) for m in motions]
+    threads = 1 if len(outputs) > 1 else None  # the encoders run side by side: one thread each wastes least
     with ExitStack() as stack:
         tmps = [stack.enter_context(atomic_output(path, overwrite=overwrite)) for path in outputs]
         bar = stack.enter_context(tqdm(total=max(lengths), desc=(Path(combined) if combined else paths[0]).name,
@@ -556,12 +559,12 @@ def render_videos(motions: Sequence[np.ndarray], paths: Sequence[str | os.PathLi
                     if index < lengths[k]:
                         last[k] = next(stream)
                         if index == 0:
-                            writers.append(_FFmpegWriter(exe, tmps[k], last[k], fps))
+                            writers.append(_FFmpegWriter(exe, tmps[k], last[k], fps, threads))
                         writers[k].write(last[k])
                 if combined is not None:
                     side = np.concatenate(last, axis=1)
                     if index == 0:
-                        writers.append(_FFmpegWriter(exe, tmps[-1], side, fps))
+                        writers.append(_FFmpegWriter(exe, tmps[-1], side, fps, threads))
                     writers[-1].write(side)
                 if any(w.broken for w in writers):
                     break
