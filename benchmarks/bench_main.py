@@ -103,7 +103,7 @@ def child(argv: list[str], report: Path) -> None:
     wall0, cpu0 = time.perf_counter(), _cpu()
     import importlib
 
-    import motion_loop.generate as generate  # noqa: F401  the start-up imports of python -m sample
+    import motion_loop.generate as generate  # the start-up imports of python -m sample
 
     timers = Timers()
     timers.wall["import (motion_loop.generate, torch, numpy)"] = time.perf_counter() - wall0
@@ -125,10 +125,18 @@ def child(argv: list[str], report: Path) -> None:
             for other in (generate,):
                 if getattr(other, name, None) is original:
                     setattr(other, name, wrapped)
-    code = generate.main(argv)
+    import runpy
+
+    sys.argv = ["sample", *argv]
+    try:  # sample.py as python -m sample runs it (its __main__ block included)
+        runpy.run_module("sample", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
     timers.wall["total in the interpreter"] = time.perf_counter() - wall0
     timers.cpu["total in the interpreter"] = _cpu() - cpu0
     report.write_text(json.dumps({"wall": timers.wall, "cpu": timers.cpu, "code": code}))
+    sys.stdout.flush()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,6 +166,8 @@ def one_round(repo: Path, extra: list[str], cache: str | None) -> dict:
         if done.returncode != 0 or not report.is_file():
             sys.exit(f"python -m sample failed in {repo}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         data = json.loads(report.read_text())
+        if data["code"] not in (0, None):
+            sys.exit(f"python -m sample exited with {data['code']} in {repo}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         files = sorted(p.name for p in (Path(tmp) / "out").iterdir())
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     data["wall"]["interpreter start and exit"] = wall - data["wall"]["total in the interpreter"]
