@@ -5,9 +5,11 @@ Input everywhere: joint positions in metres, ``[T, 22, 3]``, y up (HumanML3D), 2
 The look follows MDM's ``plot_3d_motion`` (kinematic chains in MDM's colours, line width 4,
 view elev=120 azim=-90, a grey ground square that moves with the root, the motion drawn
 root-centred in x,z so the camera follows the root, the title on top), plus the root's past
-trajectory on the ground. Unlike MDM it builds the artists once and updates them in place, draws
-only the moving artists over a cached background (blitting), and pipes raw RGB frames straight to
-ffmpeg (H.264, yuv420p, +faststart). Without ffmpeg it writes a GIF (Pillow) and says so once.
+trajectory on the ground. Unlike MDM it draws the static figure once, then strokes each frame's
+ground, trail and chains straight into the Agg canvas with the camera of the 3D axes (the pixels
+mplot3d's artists would draw, without their per-frame cost), and pipes the raw frames to ffmpeg
+(H.264, yuv420p, +faststart); a run's repetitions and their side-by-side video are written in one
+pass (:func:`render_videos`). Without ffmpeg it writes a GIF (Pillow) and says so once.
 """
 
 from __future__ import annotations
@@ -204,7 +206,7 @@ class _Panel:
     is stroked straight into the Agg canvas: every frame's joints are projected at once with the
     axes' matrix, and the ground, trail and chains are drawn as mplot3d's Poly3DCollection and
     Line3D would draw them (same projection and clipping, same line and fill styles, so the same
-    pixels; tests/test_render.py compares) without their per-frame artist machinery (5x faster).
+    pixels; tests/test_render.py compares) without their per-frame artist machinery (~4x faster).
     """
 
     def __init__(self, fig, rect, joints: np.ndarray, radius: float):
@@ -519,7 +521,7 @@ def render_videos(motions: Sequence[np.ndarray], paths: Sequence[str | os.PathLi
     """Render each motion to its own MP4 (``paths``) and, with ``combined``, all of them side by
     side to one more MP4 (MDM's ``sample##.mp4``), in one pass: every frame is drawn once and fed
     to one ffmpeg per video while it is drawn; a side-by-side frame is the panels' frames put
-    together (the layout of :func:`hstack_videos`, without decoding and encoding the videos again).
+    together (the layout of an ffmpeg hstack of the videos, without decoding and encoding them again).
     A shorter motion holds its last frame in the side-by-side video.
 
     Needs ffmpeg (MP4 only). Every file appears atomically; nothing is left behind on failure.
@@ -582,25 +584,3 @@ def render_videos(motions: Sequence[np.ndarray], paths: Sequence[str | os.PathLi
         if failures:
             raise failures[0]
     return outputs
-
-
-def hstack_videos(paths: Sequence[str | os.PathLike], path: str | os.PathLike, *,
-                  ffmpeg: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
-    """Put MP4 videos of equal height side by side (MDM's ``sample##.mp4``), via ffmpeg."""
-    exe = find_ffmpeg(ffmpeg)
-    if exe is None:
-        raise UserError("combining videos needs ffmpeg; install imageio-ffmpeg or set "
-                        f"{FFMPEG_ENV}")
-    path = Path(path)
-    inputs = [arg for p in paths for arg in ("-i", str(p))]
-    stack = ["-filter_complex", f"hstack=inputs={len(paths)}"] if len(paths) > 1 else []
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        cmd = [exe, "-hide_banner", "-loglevel", "error", "-y", *inputs, *stack, "-an",
-               "-c:v", "libx264", "-preset", X264_PRESET, "-pix_fmt", "yuv420p",
-               "-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
-        if done.returncode != 0:
-            tail = done.stderr[-2000:].decode(errors="replace").strip()
-            raise FFmpegError(f"ffmpeg ({exe}) exited with code {done.returncode} while "
-                              f"stacking videos into {path.name}: {tail or 'no error output'}")
-    return path
