@@ -5,7 +5,8 @@ Loading a frozen text encoder costs more than everything else a small model does
 read an embedding back). A :class:`EmbeddingCache` keeps each prompt's embedding as the encoder
 made it (float32, bit for bit), in a folder named after everything the numbers depend on: the
 encoder's kind and settings, its files (contents of the small ones, size and modification time of
-the weights), the versions of the code that runs it and the device type. Another file, version or
+the weights), the versions of the code that runs it, the device type and torch's CPU thread count
+(which changes the last bits of a CPU encoder's sums). Another file, version or
 device is another folder, so a stale embedding is never read.
 
     $MOTION_LOOP_CACHE          the cache folder (default $XDG_CACHE_HOME/motion_loop, else
@@ -78,10 +79,19 @@ class EmbeddingCache:
 
     def __init__(self, root: str | os.PathLike, identity: dict, dim: int):
         self.identity = {**identity, "torch": torch.__version__, "dim": int(dim)}
-        key = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:24]
-        self.folder = Path(root) / FOLDER / key
+        self.root = Path(root)
         self.dim = int(dim)
         self.writable = True
+
+    @property
+    def folder(self) -> Path:
+        """The identity's folder. It includes torch's CPU thread count of the moment: a CPU
+        encoder's float sums split differently over 1 and 2 threads, so its embeddings (and the
+        motions made from them) differ in the last bits; an entry is only ever read back under the
+        thread count it was made with, so a run gives what the encoder would give it."""
+        identity = {**self.identity, "cpu_threads": torch.get_num_threads()}
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+        return self.root / FOLDER / key
 
     @classmethod
     def default(cls, identity: dict, dim: int) -> "EmbeddingCache | None":
@@ -111,8 +121,9 @@ class EmbeddingCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if not (self.folder / "identity.json").is_file():
+                identity = {**self.identity, "cpu_threads": torch.get_num_threads()}
                 self._write(self.folder / "identity.json",
-                            lambda f: f.write(json.dumps(self.identity, indent=1, sort_keys=True).encode()))
+                            lambda f: f.write(json.dumps(identity, indent=1, sort_keys=True).encode()))
             for prompt, value in embeddings.items():
                 array = value.detach().to("cpu", torch.float32).numpy()
                 if array.shape == (self.dim,) and np.isfinite(array).all():

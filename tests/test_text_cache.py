@@ -126,3 +126,19 @@ def test_second_run_of_the_demo_model_does_not_import_transformers(tmp_path):
         outputs.append(done.stdout)
     assert "transformers imported: True" in outputs[0] and "transformers imported: False" in outputs[1]
     assert (tmp_path / "first" / "features.npy").read_bytes() == (tmp_path / "second" / "features.npy").read_bytes()
+
+
+def test_entries_are_kept_per_torch_thread_count(tmp_path):
+    """MiniLM's sums differ in the last bits between 1 and 2 CPU threads: an embedding is read back
+    only under the thread count it was made with."""
+    cache = EmbeddingCache(tmp_path, {"encoder": "x"}, dim=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        cache.put({"p": torch.ones(2)})
+        torch.set_num_threads(2)
+        assert cache.get(["p"]) == {}
+        torch.set_num_threads(1)
+        assert torch.equal(cache.get(["p"])["p"], torch.ones(2))
+    finally:
+        torch.set_num_threads(threads)
