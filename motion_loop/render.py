@@ -5,9 +5,11 @@ Input everywhere: joint positions in metres, ``[T, 22, 3]``, y up (HumanML3D), 2
 The look follows MDM's ``plot_3d_motion`` (kinematic chains in MDM's colours, line width 4,
 view elev=120 azim=-90, a grey ground square that moves with the root, the motion drawn
 root-centred in x,z so the camera follows the root, the title on top), plus the root's past
-trajectory on the ground. Unlike MDM it builds the artists once and updates them in place, draws
-only the moving artists over a cached background (blitting), and pipes raw RGB frames straight to
-ffmpeg (H.264, yuv420p, +faststart). Without ffmpeg it writes a GIF (Pillow) and says so once.
+trajectory on the ground. Unlike MDM it draws the static figure once, then strokes each frame's
+ground, trail and chains straight into the Agg canvas with the camera of the 3D axes (the pixels
+mplot3d's artists would draw, without their per-frame cost), and pipes the raw frames to ffmpeg
+(H.264, yuv420p, +faststart); a run's repetitions and their side-by-side video are written in one
+pass (:func:`render_videos`). Without ffmpeg it writes a GIF (Pillow) and says so once.
 """
 
 from __future__ import annotations
@@ -186,12 +188,28 @@ def _wrap_title(title: str, chars_per_line: int) -> str:
                                    placeholder=" ..."))
 
 
+def project(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Screen coordinates ``[..., 2]`` (the 3D axes' 2D data space) of ``points [..., 3]`` under
+    an mplot3d perspective ``matrix [4, 4]``, NaN where mplot3d drops a point (outside the view
+    volume: |x|, |y| > 1 or behind the camera), which breaks a line there as Line3D does."""
+    homogeneous = np.concatenate([points, np.ones((*points.shape[:-1], 1))], axis=-1)
+    w = homogeneous @ matrix.T
+    xyz = w[..., :3] / w[..., 3:]
+    seen = (np.abs(xyz[..., 0]) <= 1) & (np.abs(xyz[..., 1]) <= 1) & (xyz[..., 2] <= 0)
+    return np.where(seen[..., None], xyz[..., :2], np.nan)
+
+
 class _Panel:
-    """One stick figure on one 3D axes; artists are created once and updated per frame."""
+    """One stick figure on one 3D axes.
+
+    The axes (limits, box aspect, view) fixes the camera; after the figure's first draw each frame
+    is stroked straight into the Agg canvas: every frame's joints are projected at once with the
+    axes' matrix, and the ground, trail and chains are drawn as mplot3d's Poly3DCollection and
+    Line3D would draw them (same projection and clipping, same line and fill styles, so the same
+    pixels; tests/test_render.py compares) without their per-frame artist machinery (~4x faster).
+    """
 
     def __init__(self, fig, rect, joints: np.ndarray, radius: float):
-        from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-
         data = joints.astype(np.float64)                 # copy
         data[..., 1] -= data[..., 1].min()               # lowest point touches the ground
         lo, hi = data.min(axis=(0, 1)), data.max(axis=(0, 1))
@@ -208,44 +226,54 @@ class _Panel:
         ax.set_zlim(-radius / 3, radius * 2 / 3)
         ax.set_box_aspect((1, 1, 1), zoom=1.3)
         ax.view_init(elev=120, azim=-90)
+        ax.set_proj_type("persp")                        # what project() clips for
         ax.set_axis_off()
-        # Fixed drawing order, plane under the trail under the body (seen from above the floor
-        # never hides the body), so a full draw and the blitted frames give the same picture.
-        ax.computed_zorder = False
         self.ax = ax
-        # animated=True keeps them out of the cached background; they are blitted each frame.
-        self.plane = Poly3DCollection([np.zeros((4, 3))], facecolor=PLANE_COLOR, zorder=1,
-                                      animated=True)
-        ax.add_collection3d(self.plane)
-        (self.trail,) = ax.plot([], [], [], linewidth=1.0, color=TRAJECTORY_COLOR, zorder=2,
-                                animated=True)
-        self.chains = [ax.plot([], [], [], linewidth=LINE_WIDTH, color=color, zorder=3,
-                               animated=True)[0]
-                       for color in CHAIN_COLORS]
+        self.matrix = None                               # set by prepare(), after the first draw
 
-    @property
-    def artists(self) -> tuple:
-        return (self.plane, self.trail, *self.chains)
+    def prepare(self, renderer) -> None:
+        """Take the camera from the drawn axes and set up the strokes: the plane under the trail
+        under the body (seen from above, the floor never hides the body), MDM's colours."""
+        from matplotlib.colors import to_rgba
+        from matplotlib.path import Path
 
-    def set_frame(self, index: int) -> None:
+        self.path = Path
+        self.matrix = np.asarray(self.ax.get_proj())
+        self.affine = self.ax.transData.frozen()         # the axes' 2D data space to pixels
+        self.pose_xy = project(self.matrix, self.data)   # [T, J, 2], every frame at once
+        self.chains = [list(chain) for chain in kinematic_chain(self.data.shape[1])]
+
+        def stroke(width, color):
+            gc = renderer.new_gc()                       # Line2D.draw's settings for a solid line
+            gc.set_clip_rectangle(self.ax.bbox)
+            gc.set_antialiased(True)
+            gc.set_linewidth(width)
+            gc.set_joinstyle("round")
+            gc.set_capstyle("projecting")
+            gc.set_foreground(to_rgba(color), isRGBA=True)
+            return gc
+
+        self.gc_trail = stroke(1.0, TRAJECTORY_COLOR)
+        self.gc_chains = [stroke(LINE_WIDTH, color) for color in CHAIN_COLORS]
+        self.gc_plane = stroke(0.0, PLANE_COLOR)          # a fill without an edge
+        self.plane_rgba = to_rgba(PLANE_COLOR)
+
+    def draw(self, renderer, index: int) -> None:
+        Path = self.path
         index = min(index, len(self.data) - 1)           # shorter panels hold their last frame
         # The ground under the whole motion, clipped to the view: vertices far outside it would
         # cross the camera plane in perspective and turn the polygon inside out.
         (x0, z0) = np.maximum(self.plane_lo - self.trajectory[index], -self.radius)
         (x1, z1) = np.minimum(self.plane_hi - self.trajectory[index], self.radius)
-        self.plane.set_verts([[(x0, 0, z0), (x0, 0, z1), (x1, 0, z1), (x1, 0, z0)]])
+        corners = project(self.matrix, np.array([(x0, 0, z0), (x0, 0, z1), (x1, 0, z1), (x1, 0, z0), (x0, 0, z0)]))
+        closed = [Path.MOVETO, Path.LINETO, Path.LINETO, Path.LINETO, Path.CLOSEPOLY]
+        renderer.draw_path(self.gc_plane, Path(corners, closed), self.affine, self.plane_rgba)
         past = self.trajectory[: index + 1] - self.trajectory[index]
-        self.trail.set_data_3d(past[:, 0], np.zeros(len(past)), past[:, 1])
-        pose = self.data[index]
-        for line, chain in zip(self.chains, kinematic_chain(pose.shape[0])):
-            line.set_data_3d(pose[chain, 0], pose[chain, 1], pose[chain, 2])
-
-    def blit(self) -> None:
-        """Draw the moving artists over the restored background (the view is fixed, so the
-        projection ax.M from the first full draw still holds)."""
-        self.plane.do_3d_projection()
-        for artist in self.artists:
-            self.ax.draw_artist(artist)
+        trail = project(self.matrix, np.stack([past[:, 0], np.zeros(len(past)), past[:, 1]], axis=-1))
+        renderer.draw_path(self.gc_trail, Path(trail), self.affine)
+        pose = self.pose_xy[index]
+        for gc, chain in zip(self.gc_chains, self.chains):
+            renderer.draw_path(gc, Path(pose[chain]), self.affine)
 
 
 def title_at(schedule: Sequence[tuple[int, str]], frame: int, period: int | None = None) -> str:
@@ -288,34 +316,39 @@ def _build_figure(motions: Sequence[np.ndarray], titles: Sequence,
 
 def render_frames(motions: Sequence[np.ndarray], titles: Sequence = (), *,
                   figsize: tuple[float, float] = (3.0, 3.0), dpi: float = 100,
-                  radius: float = VIEW_RADIUS, title_period: int | None = None) -> Iterator[np.ndarray]:
+                  radius: float = VIEW_RADIUS, title_period: int | None = None,
+                  rgba: bool = False) -> Iterator[np.ndarray]:
     """Yield RGB frames [H, W, 3] uint8 (H, W even) of motions drawn side by side.
 
     Each motion is [T_i, 22, 3]; the video lasts max T_i frames (shorter ones hold their last
     frame). A title is a string, or a schedule ``[(first frame, text), ...]`` (one caption per
     segment; frames repeat every ``title_period`` for a tiled loop). ``figsize`` is one panel's size in inches (MDM: 3 x 3 at 100 dpi). The yielded array
-    is a view into a reused buffer: copy it to keep it. Bad input raises here, not when iterating.
+    is a view into a reused buffer: copy it to keep it. ``rgba``: yield the canvas's RGBA pixels
+    [H, W, 4] (opaque; contiguous when the canvas is even-sized: ffmpeg takes them without a copy).
+    Bad input raises here, not when iterating.
     """
     canvas, panels = _build_figure(motions, titles, figsize, dpi, radius, title_period)
-    return _blit_frames(canvas, panels)
+    return _blit_frames(canvas, panels, 4 if rgba else 3)
 
 
-def _blit_frames(canvas, panels: list[_Panel]) -> Iterator[np.ndarray]:
+def _blit_frames(canvas, panels: list[_Panel], channels: int = 3) -> Iterator[np.ndarray]:
     canvas.draw()                                        # everything static, once
     background = canvas.copy_from_bbox(canvas.figure.bbox)
+    renderer = canvas.get_renderer()
+    for panel in panels:
+        panel.prepare(renderer)
     width, height = canvas.get_width_height()
     even_h, even_w = height - height % 2, width - width % 2  # yuv420p needs even sizes
+    frame = np.asarray(canvas.buffer_rgba())[:even_h, :even_w, :channels]
     for index in range(max(len(panel.data) for panel in panels)):
         canvas.restore_region(background)
         for panel in panels:
-            panel.set_frame(index)
-            panel.blit()
+            panel.draw(renderer, index)
             caption = getattr(panel, "caption", None)
             if caption is not None:
                 caption.set_text(title_at(panel.schedule, index, panel.period))
                 canvas.figure.draw_artist(caption)
-        rgba = np.asarray(canvas.buffer_rgba())
-        yield rgba[:even_h, :even_w, :3]
+        yield frame
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,45 +374,81 @@ def find_ffmpeg(ffmpeg: str | os.PathLike | None = None) -> str | None:
         return None
 
 
+class _FFmpegWriter:
+    """One ffmpeg process turning raw RGB frames written to its stdin into H.264 MP4 at ``tmp``."""
+
+    def __init__(self, ffmpeg: str, tmp: Path, first: np.ndarray, fps: float, threads: int | None = None):
+        """``first``: a frame [H, W, 3] (RGB) or [H, W, 4] (RGBA, alpha ignored), for the size.
+        ``threads``: x264's threads (default: its own choice, by the cores)."""
+        self.ffmpeg, self.tmp = ffmpeg, tmp
+        height, width, channels = first.shape
+        cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", {3: "rgb24", 4: "rgba"}[channels], "-s", f"{width}x{height}",
+               "-framerate", f"{fps:g}", "-i", "pipe:0",
+               "-an", "-c:v", "libx264", "-preset", X264_PRESET, *(["-threads", str(threads)] if threads else []),
+               "-pix_fmt", "yuv420p",
+               "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+        self.stderr = tempfile.TemporaryFile()           # a file, not a pipe: no deadlock
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr)
+        self.broken = False
+        _grow_pipe(self.proc.stdin)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.broken:
+            return
+        try:
+            self.proc.stdin.write(np.ascontiguousarray(frame).data)
+        except BrokenPipeError:                          # ffmpeg died: its stderr says why
+            self.broken = True
+
+    def close(self) -> None:
+        """Wait for ffmpeg to finish the file; FFmpegError with its stderr if it failed."""
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            self.broken = True
+        code = self.proc.wait()
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-2000:].decode(errors="replace").strip()
+        self.stderr.close()
+        if code != 0 or self.broken:
+            raise FFmpegError(f"ffmpeg ({self.ffmpeg}) exited with code {code} while writing "
+                              f"{self.tmp.name}: {tail or 'no error output'}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
+
+
+def _grow_pipe(pipe, size: int = 1 << 20) -> None:
+    """Let the pipe to ffmpeg hold a few frames (Linux; 64 KiB otherwise), so drawing goes on while
+    the encoder works instead of waiting for it frame by frame."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (ImportError, OSError):
+        pass
+
+
 def _encode_mp4(frames: Iterator[np.ndarray], tmp: Path, fps: float, ffmpeg: str,
                 progress) -> int:
     """Stream frames to ffmpeg writing H.264 MP4 at ``tmp``; returns the number of frames."""
     first = next(frames)
-    height, width = first.shape[:2]
-    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-           "-framerate", f"{fps:g}", "-i", "pipe:0",
-           "-an", "-c:v", "libx264", "-preset", X264_PRESET, "-pix_fmt", "yuv420p",
-           "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+    writer = _FFmpegWriter(ffmpeg, tmp, first, fps)
     count = 0
-    with tempfile.TemporaryFile() as stderr:             # a file, not a pipe: no deadlock
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
-        broken = False
-        try:
-            for frame in itertools.chain([first], frames):
-                try:
-                    proc.stdin.write(np.ascontiguousarray(frame).data)
-                except BrokenPipeError:               # ffmpeg died: its stderr says why
-                    broken = True
-                    break
-                count += 1
-                progress.update()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                broken = True
-        code = proc.wait()
-        if code != 0 or broken:
-            stderr.seek(0)
-            tail = stderr.read()[-2000:].decode(errors="replace").strip()
-            raise FFmpegError(f"ffmpeg ({ffmpeg}) exited with code {code} while writing "
-                              f"{tmp.name}: {tail or 'no error output'}")
+    try:
+        for frame in itertools.chain([first], frames):
+            writer.write(frame)
+            if writer.broken:
+                break
+            count += 1
+            progress.update()
+    except BaseException:
+        writer.kill()
+        raise
+    writer.close()
     return count
 
 
@@ -426,7 +495,8 @@ def render_motions(motions: Sequence[np.ndarray], path: str | os.PathLike,
                 log.warning("no ffmpeg found (install imageio-ffmpeg or set %s): writing GIF "
                             "videos instead of MP4", FFMPEG_ENV)
                 _warned_no_ffmpeg = True
-    frames = render_frames(motions, titles, figsize=figsize, dpi=dpi, radius=radius, title_period=title_period)
+    frames = render_frames(motions, titles, figsize=figsize, dpi=dpi, radius=radius, title_period=title_period,
+                           rgba=exe is not None)
     total = max(len(m) for m in motions)
     with atomic_output(path, overwrite=overwrite) as tmp, \
             tqdm(total=total, desc=path.name, unit="frame", disable=not progress) as bar:
@@ -443,23 +513,74 @@ def render_motion(joints: np.ndarray, path: str | os.PathLike, title="",
     return render_motions([joints], path, [title], **options)
 
 
-def hstack_videos(paths: Sequence[str | os.PathLike], path: str | os.PathLike, *,
-                  ffmpeg: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
-    """Put MP4 videos of equal height side by side (MDM's ``sample##.mp4``), via ffmpeg."""
+def render_videos(motions: Sequence[np.ndarray], paths: Sequence[str | os.PathLike], titles: Sequence = (), *,
+                  combined: str | os.PathLike | None = None, fps: float = FPS,
+                  title_periods: Sequence[int | None] | None = None, figsize: tuple[float, float] = (3.0, 3.0),
+                  dpi: float = 100, radius: float = VIEW_RADIUS, ffmpeg: str | os.PathLike | None = None,
+                  overwrite: bool = False, progress: bool = False) -> list[Path]:
+    """Render each motion to its own MP4 (``paths``) and, with ``combined``, all of them side by
+    side to one more MP4 (MDM's ``sample##.mp4``), in one pass: every frame is drawn once and fed
+    to one ffmpeg per video while it is drawn; a side-by-side frame is the panels' frames put
+    together (the layout of an ffmpeg hstack of the videos, without decoding and encoding them again).
+    A shorter motion holds its last frame in the side-by-side video.
+
+    Needs ffmpeg (MP4 only). Every file appears atomically; nothing is left behind on failure.
+    Returns the paths written, ``combined`` last.
+    """
+    from contextlib import ExitStack
+
+    from tqdm.auto import tqdm
+
+    paths = [Path(p) for p in paths]
+    if len(paths) != len(motions) or not motions:
+        raise UserError(f"render_videos needs one .mp4 path per motion, got {len(paths)} for {len(motions)}")
+    outputs = paths + ([Path(combined)] if combined is not None else [])
+    for path in outputs:
+        if path.suffix.lower() != ".mp4":
+            raise UserError(f"cannot render to {path.name}: render_videos writes .mp4 (H.264) videos")
+    if not (np.isfinite(fps) and fps > 0):
+        raise UserError(f"fps must be positive, got {fps}; HumanML3D uses {FPS:g}")
     exe = find_ffmpeg(ffmpeg)
     if exe is None:
-        raise UserError("combining videos needs ffmpeg; install imageio-ffmpeg or set "
-                        f"{FFMPEG_ENV}")
-    path = Path(path)
-    inputs = [arg for p in paths for arg in ("-i", str(p))]
-    stack = ["-filter_complex", f"hstack=inputs={len(paths)}"] if len(paths) > 1 else []
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        cmd = [exe, "-hide_banner", "-loglevel", "error", "-y", *inputs, *stack, "-an",
-               "-c:v", "libx264", "-preset", X264_PRESET, "-pix_fmt", "yuv420p",
-               "-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
-        if done.returncode != 0:
-            tail = done.stderr[-2000:].decode(errors="replace").strip()
-            raise FFmpegError(f"ffmpeg ({exe}) exited with code {done.returncode} while "
-                              f"stacking videos into {path.name}: {tail or 'no error output'}")
-    return path
+        raise UserError(f"MP4 videos need ffmpeg; install imageio-ffmpeg or set {FFMPEG_ENV}")
+    titles = list(titles) + [""] * (len(motions) - len(titles))
+    periods = list(title_periods) if title_periods is not None else [None] * len(motions)
+    streams = [render_frames([m], [t], figsize=figsize, dpi=dpi, radius=radius, title_period=period, rgba=True)
+               for m, t, period in zip(motions, titles, periods)]
+    lengths = [len(m) for m in motions]
+    threads = 1 if len(outputs) > 1 else None  # the encoders run side by side: one thread each wastes least
+    with ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_output(path, overwrite=overwrite)) for path in outputs]
+        bar = stack.enter_context(tqdm(total=max(lengths), desc=(Path(combined) if combined else paths[0]).name,
+                                       unit="frame", disable=not progress))
+        writers: list[_FFmpegWriter] = []
+        try:
+            last = [None] * len(streams)
+            for index in range(max(lengths)):
+                for k, stream in enumerate(streams):
+                    if index < lengths[k]:
+                        last[k] = next(stream)
+                        if index == 0:
+                            writers.append(_FFmpegWriter(exe, tmps[k], last[k], fps, threads))
+                        writers[k].write(last[k])
+                if combined is not None:
+                    side = np.concatenate(last, axis=1)
+                    if index == 0:
+                        writers.append(_FFmpegWriter(exe, tmps[-1], side, fps, threads))
+                    writers[-1].write(side)
+                if any(w.broken for w in writers):
+                    break
+                bar.update()
+        except BaseException:
+            for writer in writers:
+                writer.kill()
+            raise
+        failures = []
+        for writer in writers:                           # every ffmpeg waited for, the first failure raised
+            try:
+                writer.close()
+            except FFmpegError as err:
+                failures.append(err)
+        if failures:
+            raise failures[0]
+    return outputs

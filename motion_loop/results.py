@@ -231,7 +231,7 @@ def save_results(output_dir: str | os.PathLike, motions: Sequence[np.ndarray],
         raise UserError(f"loop_cycles must be a positive integer, got {loop_cycles!r}")
     names = [RESULTS_NPY, RESULTS_TXT, RESULTS_LEN_TXT, RUN_JSON]
     if videos:
-        from motion_loop.render import find_ffmpeg, hstack_videos, render_motion, tile_loop
+        from motion_loop.render import find_ffmpeg, render_motion, render_videos, tile_loop
 
         suffix = ".mp4" if find_ffmpeg(ffmpeg) is not None else ".gif"  # GIF: no ffmpeg at all
         names += [video_name(s, r, suffix) for r in range(num_repetitions)
@@ -259,20 +259,23 @@ def save_results(output_dir: str | os.PathLike, motions: Sequence[np.ndarray],
         return written
 
     for sample in range(num_samples):
-        rep_paths = []
-        for rep in range(num_repetitions):
-            index = rep * num_samples + sample
+        indices = [rep * num_samples + sample for rep in range(num_repetitions)]
+        clips, labels = [], []
+        for index in indices:
             motion = results_motion(results, index)
             if loop_cycles > 1 or in_place:
                 motion = tile_loop(motion, loop_cycles, in_place=in_place)
-            title = titles[index] if titles is not None else results["text"][index]
-            path = render_motion(motion, output_dir / video_name(sample, rep), title,
-                                 title_period=int(results["lengths"][index]), fps=fps, figsize=figsize, dpi=dpi,
-                                 ffmpeg=ffmpeg, overwrite=overwrite, progress=progress)
+            clips.append(motion)
+            labels.append(titles[index] if titles is not None else results["text"][index])
+        periods = [int(results["lengths"][index]) for index in indices]
+        options = dict(fps=fps, figsize=figsize, dpi=dpi, ffmpeg=ffmpeg, overwrite=overwrite, progress=progress)
+        if suffix == ".mp4":  # every repetition and the side-by-side video in one pass
+            paths = render_videos(clips, [output_dir / video_name(sample, rep) for rep in range(num_repetitions)],
+                                  labels, combined=output_dir / f"sample{sample:02d}.mp4" if combine else None,
+                                  title_periods=periods, **options)
+        else:
+            paths = [render_motion(motion, output_dir / video_name(sample, rep), label, title_period=period, **options)
+                     for rep, (motion, label, period) in enumerate(zip(clips, labels, periods))]
+        for path in paths:
             written[path.name] = path
-            rep_paths.append(path)
-        if combine:
-            combined = hstack_videos(rep_paths, output_dir / f"sample{sample:02d}.mp4",
-                                     ffmpeg=ffmpeg, overwrite=overwrite)
-            written[combined.name] = combined
     return written

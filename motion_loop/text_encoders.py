@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 import types
 import warnings
@@ -256,6 +257,7 @@ class FrozenTextEncoder(nn.Module):
     def __init__(self):
         super().__init__()
         self._cache: dict[str, Tensor] = {}
+        self.disk_cache = None  # a motion_loop.text_cache.EmbeddingCache: prompts seen in earlier runs
 
     def embed(self, prompts: list[str]) -> Tensor:
         raise NotImplementedError
@@ -273,9 +275,16 @@ class FrozenTextEncoder(nn.Module):
         if isinstance(prompts, str):
             raise TypeError("encode takes a list of prompts, not one string")
         new = sorted(dict.fromkeys(p for p in prompts if p not in self._cache), key=len)
+        if new and self.disk_cache is not None:
+            stored = self.disk_cache.get(new)
+            self._cache.update((p, e.to(self.device)) for p, e in stored.items())
+            new = [p for p in new if p not in stored]
         for first in range(0, len(new), self.batch_size):
             chunk = new[first: first + self.batch_size]
-            self._cache.update(zip(chunk, self.embed(chunk)))
+            embedded = dict(zip(chunk, self.embed(chunk)))
+            self._cache.update(embedded)
+            if self.disk_cache is not None:
+                self.disk_cache.put(embedded)
         if not prompts:
             return torch.zeros(0, self.dim, device=self.device)
         return torch.stack([self._cache[p] for p in prompts])
@@ -384,13 +393,31 @@ class MiniLMTextEncoder(FrozenTextEncoder):
     """
 
     max_seq_length = 256  # sentence_bert_config.json (the tokenizer file says 128; the pipeline uses 256)
+    FILES = ("model.safetensors", "tokenizer.json", "config.json")
 
-    def __init__(self, model_dir: str | Path | None = None, device: torch.device | str = "cpu"):
+    def __init__(self, model_dir: str | Path | None = None, device: torch.device | str = "cpu", *,
+                 lazy: bool = False):
+        """``lazy``: check the files now, but import transformers and load the weights only when a
+        prompt has to be encoded (not at all when every prompt is in :attr:`disk_cache`)."""
         super().__init__()
         folder = Path(model_dir) if model_dir is not None else minilm_dir()
-        for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        for name in self.FILES:
             if not (folder / name).is_file():
                 raise UserError(f"{folder / name} is missing: {MINILM_HINT}")
+        self.folder = folder
+        try:
+            self.dim = int(json.loads((folder / "config.json").read_text())["hidden_size"])
+        except (ValueError, KeyError, TypeError, OSError):
+            raise UserError(f"{folder / 'config.json'} is not a BERT configuration: {MINILM_HINT}") from None
+        self._device = torch.device(device)
+        if not lazy:
+            self._build()
+
+    def _build(self) -> None:
+        """BertModel from config.json with the checked weights, and the WordPiece tokenizer."""
+        if "bert" in self._modules:
+            return
+        folder = self.folder
         try:
             from safetensors.torch import load_file
             from tokenizers import Tokenizer
@@ -410,10 +437,28 @@ class MiniLMTextEncoder(FrozenTextEncoder):
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")  # to the longest prompt of a batch
         self.requires_grad_(False)
         self.eval()
-        self.to(device)
+        self.bert.to(self._device)
+
+    def cache_identity(self) -> dict:
+        """What this encoder's embeddings depend on (motion_loop.text_cache): its files and code."""
+        from motion_loop.text_cache import file_digest, file_stamp, package_version
+
+        return {"encoder": "minilm", "max_seq_length": self.max_seq_length, "attention": "eager",
+                "config.json": file_digest(self.folder / "config.json"),
+                "tokenizer.json": file_digest(self.folder / "tokenizer.json"),
+                "model.safetensors": file_stamp(self.folder / "model.safetensors"),
+                "transformers": package_version("transformers"), "tokenizers": package_version("tokenizers"),
+                "device": self.device.type}
+
+    def to(self, *args, **kwargs):
+        device = kwargs.get("device", args[0] if args else None)
+        if isinstance(device, (str, torch.device)):
+            self._device = torch.device(device)
+        return super().to(*args, **kwargs)
 
     @property
     def layers(self) -> nn.ModuleList:
+        self._build()
         return self.bert.encoder.layer
 
     def _load(self, weights: dict[str, Tensor], folder: Path) -> None:
@@ -435,18 +480,26 @@ class MiniLMTextEncoder(FrozenTextEncoder):
 
     @classmethod
     def for_checkpoint(cls, loaded, *, clip_weights=None, device: torch.device | str = "cpu") -> "MiniLMTextEncoder":
-        encoder = cls(device=device)
+        """Built when first needed, with the on-disk cache of earlier runs' embeddings
+        (motion_loop.text_cache; $MOTION_LOOP_CACHE=off turns it off)."""
+        from motion_loop.text_cache import EmbeddingCache
+
+        encoder = cls(device=device, lazy=True)
         if loaded.config.text_dim != encoder.dim:
             raise UserError(f"{loaded.path} expects {loaded.config.text_dim}-d text embeddings but MiniLM gives "
                             f"{encoder.dim}: check that args.json belongs to this checkpoint")
+        encoder.disk_cache = EmbeddingCache.default(encoder.cache_identity(), encoder.dim)
         return encoder
 
     @property
     def device(self) -> torch.device:
-        return self.bert.embeddings.word_embeddings.weight.device
+        if "bert" in self._modules:
+            return self.bert.embeddings.word_embeddings.weight.device
+        return self._device
 
     def tokenize(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         """WordPiece ids and the attention mask (1 on tokens, 0 on padding), ``[B, L]`` long each."""
+        self._build()
         batch = self.tokenizer.encode_batch(list(prompts))
         ids = torch.tensor([b.ids for b in batch], dtype=torch.long)
         mask = torch.tensor([b.attention_mask for b in batch], dtype=torch.long)
@@ -456,6 +509,7 @@ class MiniLMTextEncoder(FrozenTextEncoder):
     def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
         """Mean-pooled, L2-normalized last hidden states ``[B, 384]`` (sentence-transformers'
         Pooling with ``pooling_mode_mean_tokens`` and Normalize)."""
+        self._build()
         x = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
         weight = mask[..., None].to(x.dtype)
         mean = (x * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1e-9)

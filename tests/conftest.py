@@ -36,3 +36,18 @@ def tiny_mdm(folder: Path) -> dict:
     clip_model.convert_weights(clip)
     torch.save(clip.state_dict(), folder / "clip.pt")
     return {"model": model_path, "clip": folder / "clip.pt", "folder": folder}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_embedding_cache(tmp_path_factory):
+    """Module- and session-scoped fixtures, set up before any test's own cache, never see ~/.cache either."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOTION_LOOP_CACHE", str(tmp_path_factory.mktemp("session_embedding_cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _own_embedding_cache(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty text-embedding cache of its own (motion_loop.text_cache), never the
+    user's ~/.cache: what a test encodes is computed, and nothing leaks from one test to another."""
+    monkeypatch.setenv("MOTION_LOOP_CACHE", str(tmp_path_factory.mktemp("embedding_cache")))

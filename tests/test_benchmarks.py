@@ -108,3 +108,13 @@ def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
     for runs in results.values():
         assert len(runs) == 1 and runs[0]["transition_jerk_ratio"] > 0 and len(runs[0]["segment_kinds"]) == 2
     assert "| collage average |" in out
+
+
+def test_bench_main_prints_every_phase_of_the_main_command():
+    out = run("bench_main.py", "--rounds", "1", "--", "--steps", "1", "--num_repetitions", "2", "--motion_length", "2",
+              "--loop_repeats", "1", "--threads", "1")
+    for phase in ("| interpreter start and exit |", "| import (motion_loop.generate, torch, numpy) |", "| model load |",
+                  "| text encoder load |", "| sampling |", "| foot lock |", "| BVH |",
+                  "| videos (every repetition and side by side, one pass) |", "| **total (as a user waits)** |"):
+        assert phase in out, phase
+    assert "sample00.mp4, sample00_rep00.bvh" in out and "the CLI's own line (last round): sampling" in out

@@ -109,19 +109,57 @@ def test_tile_loop_rejects_bad_shape():
 # Frames
 
 
-def test_frames_are_even_sized_and_blitting_matches_a_full_draw():
-    walk = synthetic_walk(12, turn_rate=0.05)
-    frames = [f.copy() for f in render_frames([walk], ["a walk"], figsize=(1.55, 1.55), dpi=100)]
-    assert len(frames) == 12 and frames[0].shape == (154, 154, 3)  # 155 px cropped to even
+def mplot3d_frame(walk, index, figsize, dpi, title):
+    """Frame ``index`` drawn the slow, reference way: mplot3d's own artists (Poly3DCollection,
+    Line3D) on the panel's 3D axes, one full draw of the figure."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    canvas, panels = render._build_figure([walk], ["a walk"], (1.55, 1.55), 100, render.VIEW_RADIUS)
-    for artist in panels[0].artists:
-        artist.set_animated(False)
-    for index in (0, 7, 11):
-        panels[0].set_frame(index)
-        canvas.draw()
-        full = np.asarray(canvas.buffer_rgba())[:154, :154, :3]
-        np.testing.assert_array_equal(frames[index], full)
+    canvas, panels = render._build_figure([walk], [title], figsize, dpi, render.VIEW_RADIUS)
+    panel = panels[0]
+    ax = panel.ax
+    ax.computed_zorder = False                                           # plane, trail, body: in that order
+    (x0, z0) = np.maximum(panel.plane_lo - panel.trajectory[index], -panel.radius)
+    (x1, z1) = np.minimum(panel.plane_hi - panel.trajectory[index], panel.radius)
+    ax.add_collection3d(Poly3DCollection([[(x0, 0, z0), (x0, 0, z1), (x1, 0, z1), (x1, 0, z0)]],
+                                         facecolor=render.PLANE_COLOR, zorder=1))
+    past = panel.trajectory[: index + 1] - panel.trajectory[index]
+    ax.plot(past[:, 0], np.zeros(len(past)), past[:, 1], linewidth=1.0, color=render.TRAJECTORY_COLOR, zorder=2)
+    pose = panel.data[index]
+    for chain, colour in zip(render.kinematic_chain(22), CHAIN_COLORS):
+        ax.plot(pose[list(chain), 0], pose[list(chain), 1], pose[list(chain), 2], linewidth=render.LINE_WIDTH,
+                color=colour, zorder=3)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def test_frames_are_even_sized_and_the_same_pixels_as_mplot3d_artists():
+    walk = synthetic_walk(40, turn_rate=0.05)                            # turns: the trail leaves the view
+    frames = [f.copy() for f in render_frames([walk], ["a walk"], figsize=(1.55, 1.55), dpi=100)]
+    assert len(frames) == 40 and frames[0].shape == (154, 154, 3)  # 155 px cropped to even
+    for index in (0, 7, 39):
+        np.testing.assert_array_equal(frames[index], mplot3d_frame(walk, index, (1.55, 1.55), 100, "a walk")[:154, :154])
+    big = next(render_frames([walk], ["a walk"]))                        # the videos' size
+    np.testing.assert_array_equal(big, mplot3d_frame(walk, 0, (3, 3), 100, "a walk"))
+
+
+def test_bones_are_drawn_where_the_joints_project():
+    walk = synthetic_walk(10)
+    frame = next(render_frames([walk], figsize=(3, 3), dpi=100))
+    canvas, panels = render._build_figure([walk], [""], (3, 3), 100, render.VIEW_RADIUS)
+    canvas.draw()
+    panel = panels[0]
+    panel.prepare(canvas.get_renderer())
+    pixels = panel.affine.transform(panel.pose_xy[0])                   # [22, 2], origin bottom left
+    height = frame.shape[0]
+    for chain, colour in zip(render.kinematic_chain(22), CHAIN_COLORS):
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        for a, b in zip(chain[:-1], chain[1:]):                          # the middle of every bone
+            x, y = (pixels[a] + pixels[b]) / 2
+            row, col = int(round(height - y)), int(round(x))
+            patch = frame[row - 1: row + 2, col - 1: col + 2].reshape(-1, 3).astype(int)
+            assert np.abs(patch - rgb).sum(-1).min() < 40, (colour, a, b)
+    white = frame[5:15, 5:15]                                            # a corner: nothing drawn there
+    assert (white == 255).all()
 
 
 def colour_rows_cols(frame, colour):
@@ -284,3 +322,60 @@ def test_render_refuses_names_that_are_not_mp4_or_gif(tmp_path, name):
     with pytest.raises(UserError, match=r"name the video \.mp4"):
         render_motion(synthetic_walk(4), tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Several videos in one pass (a run's repetitions and MDM's side-by-side sample##.mp4)
+
+
+def test_render_videos_writes_each_motion_and_the_side_by_side_from_the_same_frames(tmp_path):
+    walks = [synthetic_walk(16, turn_rate=0.05), synthetic_walk(16, speed=0.03), synthetic_walk(10)]
+    paths = [tmp_path / f"rep{k}.mp4" for k in range(3)]
+    out = render.render_videos(walks, paths, ["a", "b", "c"], combined=tmp_path / "all.mp4", **SMALL)
+    assert out == [*paths, tmp_path / "all.mp4"]
+    singles = [read_mp4(p)[1] for p in paths]
+    assert [len(v) for v in singles] == [16, 16, 10] and singles[0].shape[1:] == (128, 128, 3)
+    for walk, title, video in zip(walks, "abc", singles):            # each is render_motion's video
+        raw = np.stack([f.copy() for f in render_frames([walk], [title], **SMALL)])
+        assert np.abs(video.astype(int) - raw).mean() < 1.5              # H.264 (lossy) of the same frames
+    _, side = read_mp4(tmp_path / "all.mp4")
+    assert side.shape == (16, 128, 384, 3)                              # the longest; three panels wide
+    raw = [np.stack([f.copy() for f in render_frames([w], [t], **SMALL)]) for w, t in zip(walks, "abc")]
+    raw[2] = np.concatenate([raw[2], np.repeat(raw[2][-1:], 6, axis=0)])  # the short one holds its last frame
+    assert np.abs(side.astype(int) - np.concatenate(raw, axis=2)).mean() < 1.5
+    assert leftovers(tmp_path, {p.name for p in out}) == []
+
+
+def test_render_videos_without_the_side_by_side(tmp_path):
+    out = render.render_videos([synthetic_walk(6)], [tmp_path / "one.mp4"], **SMALL)
+    assert out == [tmp_path / "one.mp4"] and read_mp4(out[0])[1].shape == (6, 128, 128, 3)
+
+
+def test_render_videos_failure_and_interruption_leave_nothing(tmp_path, monkeypatch):
+    exe = fake_ffmpeg(tmp_path, "cat > /dev/null\necho 'Unknown encoder libx264' >&2\nexit 3\n")
+    with pytest.raises(FFmpegError, match="code 3.*Unknown encoder libx264"):
+        render.render_videos([synthetic_walk(8)] * 2, [tmp_path / "a.mp4", tmp_path / "b.mp4"],
+                             combined=tmp_path / "ab.mp4", ffmpeg=exe, **SMALL)
+    assert leftovers(tmp_path, {"bin"}) == []
+
+    def boom(*args, **kwargs):
+        yield np.zeros((128, 128, 4), np.uint8)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "render_frames", boom)
+    with pytest.raises(KeyboardInterrupt):
+        render.render_videos([synthetic_walk(8)] * 2, [tmp_path / "a.mp4", tmp_path / "b.mp4"],
+                             combined=tmp_path / "ab.mp4", **SMALL)
+    assert leftovers(tmp_path, {"bin"}) == []
+
+
+def test_render_videos_refuses_an_existing_file_before_any_work(tmp_path):
+    (tmp_path / "all.mp4").write_bytes(b"precious")
+    with pytest.raises(UserError, match="already exists"):
+        render.render_videos([synthetic_walk(6)] * 2, [tmp_path / "a.mp4", tmp_path / "b.mp4"],
+                             combined=tmp_path / "all.mp4", **SMALL)
+    assert leftovers(tmp_path, {"all.mp4"}) == [] and (tmp_path / "all.mp4").read_bytes() == b"precious"
+    with pytest.raises(UserError, match="one .mp4 path per motion"):
+        render.render_videos([synthetic_walk(6)] * 2, [tmp_path / "a.mp4"], **SMALL)
+    with pytest.raises(UserError, match=r"writes \.mp4"):
+        render.render_videos([synthetic_walk(6)], [tmp_path / "a.gif"], **SMALL)
