@@ -10,7 +10,7 @@ the seam, where the last segment leads into the first, is one), FlowMDM's PJ and
 --transition_window frames centred on it and the jerk there against the motion's median.
 Boundary conditioning (what the frames two segments share are conditioned on) is compared here too.
 
-    OMP_NUM_THREADS=1 python benchmarks/eval_segments.py            # 24 sequences, loops and chains
+    OMP_NUM_THREADS=1 python benchmarks/eval_segments.py            # 24 sequences, loops and chains, 40 steps
     python benchmarks/eval_segments.py --per_count 1 --steps 2 --methods "collage average"   # smoke run
 """
 
@@ -38,10 +38,11 @@ from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ i
 
 METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",
            "collage crossfade", "outpainting", "blend", "single prompt", "single prompt seamless"]
-# "collage seamless": segments.SEGMENT collage (condind at high noise, windows crossfaded at low noise, the
+# "collage seamless": the CLI's segment collage (condind at high noise, windows crossfaded at low noise, the
 # layout moved at random by at most --max_shift frames, so a window never leaves its segment but for its
 # overlaps); "collage crossfade": the same without moving the layout. Both condition boundary overlaps
 # on the unconditional model.
+DEFAULT_METHODS = ["collage seamless", "collage uncond", "outpainting", "blend", "single prompt", "single prompt seamless"]
 
 
 def draw_sequences(n_actions: int, count: int, rng: np.random.Generator, kinds: list[str]) -> list[list[str]]:
@@ -87,13 +88,14 @@ def main() -> None:
     p.add_argument("--per_count", type=int, default=8, help="sequences of each length 2, 3, 4 (default 8: 24 in all)")
     p.add_argument("--counts", type=int, nargs="+", default=[2, 3, 4], help="actions per sequence (default 2 3 4)")
     p.add_argument("--segment_seconds", type=float, default=2.0, help="seconds per segment (default 2)")
-    p.add_argument("--steps", type=int, default=20, help="EDM Heun steps (default 20)")
+    p.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40, the CLI's)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0; sequences drawn with seed + 1000)")
     p.add_argument("--shapes", nargs="+", default=["loop", "chain"], choices=["loop", "chain"], help="loops, chains")
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, help="which rows to run (default all)")
-    p.add_argument("--chain_methods", nargs="+", default=["collage average", "collage uncond", "outpainting", "blend"],
-                   choices=METHODS, help="rows run for chains (default: the two main boundary modes and the baselines)")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS,
+                   help=f"which rows to run (default: {', '.join(DEFAULT_METHODS)})")
+    p.add_argument("--chain_methods", nargs="+", default=DEFAULT_METHODS[:4], choices=METHODS,
+                   help="rows run for chains (default: the CLI's collage, condind and the baselines)")
     p.add_argument("--transition_window", type=int, default=40,
                    help="frames centred on a transition for PJ and AUJ (default 40: FlowMDM uses 60 on HumanML3D; "
                         "2 s segments leave 20 on each side)")
