@@ -76,7 +76,8 @@ def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window
     # Stencils k .. k+3 that cross frame tau: k = tau-3 .. tau-1; their largest.
     at = [float(stencil[t - 3:t].max()) for t in taus]
     pj = transition_jerk(joints, taus, window=window)
-    return {"peak_jerk": pj["peak_jerk"], "auj": pj["auj"], "transition_jerk_ratio": float(np.mean(at) / median)}
+    return {"peak_jerk": pj["peak_jerk"], "auj": pj["auj"], "transition_jerk_ratio": float(np.mean(at) / median),
+            "transition_jerk": float(np.mean(at)), "median_jerk": median}
 
 
 def main() -> None:
@@ -208,8 +209,9 @@ def main() -> None:
 def print_table(results: dict, shape_name: str) -> None:
     print(f"\n{shape_name}s (mean over sequences; transition metrics mean over sequences of the mean over "
           f"their transitions; median in brackets):\n")
-    print("| method | segment kind accuracy | core accuracy | transition jerk / median jerk | PJ (m/frame³) | AUJ (m/frame³) | s / motion |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | segment kind accuracy | core accuracy | transition jerk / median jerk | transition jerk, median jerk "
+          "(mm/frame³) | PJ (m/frame³) | AUJ (m/frame³) | s / motion |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, rows in results.items():
         if not label.startswith(shape_name):
             continue
@@ -219,7 +221,8 @@ def print_table(results: dict, shape_name: str) -> None:
             return f"{np.mean(values):{fmt}} [{np.median(values):{fmt}}]" if values else "n/a"
 
         print(f"| {label.split(': ')[1]} | {cell('segment_accuracy', '.3f')} | {cell('core_accuracy', '.3f')} | "
-              f"{cell('transition_jerk_ratio', '.2f')} | "
+              f"{cell('transition_jerk_ratio', '.2f')} | {1e3 * np.mean([r['transition_jerk'] for r in rows]):.2f}, "
+              f"{1e3 * np.mean([r['median_jerk'] for r in rows]):.2f} | "
               f"{cell('peak_jerk', '.3f')} | {cell('auj', '.2f')} | {np.mean([r['seconds_per_motion'] for r in rows]):.2f} |")
     print("\nsegments right per kind (whole segment):")
     for label, rows in results.items():
