@@ -10,7 +10,7 @@ the seam, where the last segment leads into the first, is one), FlowMDM's PJ and
 --transition_window frames centred on it and the jerk there against the motion's median.
 Boundary conditioning (what the frames two segments share are conditioned on) is compared here too.
 
-    OMP_NUM_THREADS=1 python benchmarks/eval_segments.py            # 24 sequences, loops and chains
+    OMP_NUM_THREADS=1 python benchmarks/eval_segments.py            # 24 sequences, loops and chains, 40 steps
     python benchmarks/eval_segments.py --per_count 1 --steps 2 --methods "collage average"   # smoke run
 """
 
@@ -36,8 +36,13 @@ from motion_loop.segments import SegmentDenoiser, place_segments, segment_layout
 
 from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ is on the path
 
-METHODS = ["collage average", "collage uncond", "collage left", "collage right", "outpainting", "blend",
-           "single prompt"]
+METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",
+           "collage crossfade", "outpainting", "blend", "single prompt", "single prompt seamless"]
+# "collage seamless": the CLI's segment collage (condind at high noise, windows crossfaded at low noise, the
+# layout moved at random by at most --max_shift frames, so a window never leaves its segment but for its
+# overlaps); "collage crossfade": the same without moving the layout. Both condition boundary overlaps
+# on the unconditional model.
+DEFAULT_METHODS = ["collage seamless", "collage uncond", "outpainting", "blend", "single prompt", "single prompt seamless"]
 
 
 def draw_sequences(n_actions: int, count: int, rng: np.random.Generator, kinds: list[str]) -> list[list[str]]:
@@ -71,7 +76,8 @@ def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window
     # Stencils k .. k+3 that cross frame tau: k = tau-3 .. tau-1; their largest.
     at = [float(stencil[t - 3:t].max()) for t in taus]
     pj = transition_jerk(joints, taus, window=window)
-    return {"peak_jerk": pj["peak_jerk"], "auj": pj["auj"], "transition_jerk_ratio": float(np.mean(at) / median)}
+    return {"peak_jerk": pj["peak_jerk"], "auj": pj["auj"], "transition_jerk_ratio": float(np.mean(at) / median),
+            "transition_jerk": float(np.mean(at)), "median_jerk": median}
 
 
 def main() -> None:
@@ -83,18 +89,26 @@ def main() -> None:
     p.add_argument("--per_count", type=int, default=8, help="sequences of each length 2, 3, 4 (default 8: 24 in all)")
     p.add_argument("--counts", type=int, nargs="+", default=[2, 3, 4], help="actions per sequence (default 2 3 4)")
     p.add_argument("--segment_seconds", type=float, default=2.0, help="seconds per segment (default 2)")
-    p.add_argument("--steps", type=int, default=20, help="EDM Heun steps (default 20)")
+    p.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40, the CLI's)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0; sequences drawn with seed + 1000)")
     p.add_argument("--shapes", nargs="+", default=["loop", "chain"], choices=["loop", "chain"], help="loops, chains")
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, help="which rows to run (default all)")
-    p.add_argument("--chain_methods", nargs="+", default=["collage average", "collage uncond", "outpainting", "blend"],
-                   choices=METHODS, help="rows run for chains (default: the two main boundary modes and the baselines)")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS,
+                   help=f"which rows to run (default: {', '.join(DEFAULT_METHODS)})")
+    p.add_argument("--chain_methods", nargs="+", default=DEFAULT_METHODS[:4], choices=METHODS,
+                   help="rows run for chains (default: the CLI's collage, condind and the baselines)")
     p.add_argument("--transition_window", type=int, default=40,
                    help="frames centred on a transition for PJ and AUJ (default 40: FlowMDM uses 60 on HumanML3D; "
                         "2 s segments leave 20 on each side)")
     p.add_argument("--window", type=int, default=None, help="window frames (default: the CLI's choice for segments)")
     p.add_argument("--overlap", type=int, default=None, help="overlap frames (default: the CLI's choice for segments)")
+    p.add_argument("--segment_guidance", type=float, default=None,
+                   help="guidance scale of the collage's segment rows (default: --guidance)")
+    p.add_argument("--max_shift", type=int, default=None,
+                   help="collage seamless: largest random move of the layout (default: half the overlap)")
+    p.add_argument("--switch_sigma", type=float, default=None,
+                   help="collage seamless / crossfade: noise level at and below which windows are crossfaded "
+                        "(default: the segment collage's)")
     p.add_argument("--json", type=Path, default=None, help="also write every run's metrics to this JSON file")
     args = p.parse_args()
 
@@ -120,7 +134,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for shape_name in args.shapes:
         cyclic = shape_name == "loop"
-        methods = args.methods if cyclic else [m for m in args.chain_methods if m in args.methods and m != "single prompt"]
+        methods = args.methods if cyclic else [m for m in args.chain_methods if m in args.methods
+                                               and not m.startswith("single prompt")]
         for n_actions, sequences in groups.items():
             frames = n_actions * seg_frames
             durations = [seg_frames] * n_actions
@@ -138,10 +153,20 @@ def main() -> None:
                 with torch.inference_mode():
                     x = sigmas[0].float() * torch.randn((*shape, layout.length), generator=generator)
                     if method.startswith("collage"):
-                        denoiser = CollageDenoiser(SegmentDenoiser(base, method.split()[1]), layout)
+                        mode = method.split()[1]
+                        seamless = mode in ("seamless", "crossfade")
+                        max_shift = 0 if mode == "crossfade" else \
+                            (layout.overlap // 2 if args.max_shift is None else args.max_shift)
+                        denoiser = CollageDenoiser(
+                            SegmentDenoiser(base, "uncond" if seamless else mode, guidance=args.segment_guidance),
+                            layout, "seamless" if seamless else "condind", max_shift=max_shift if seamless else None,
+                            generator=torch.Generator().manual_seed(args.seed + 1),
+                            **({} if args.switch_sigma is None else {"switch_sigma": args.switch_sigma}))
                         x0 = sample_heun(denoiser, x, sigmas, cond={"segment_embed": seg_embed, "frame_segment": frame_segment})
-                    elif method == "single prompt":  # every segment gets the first segment's prompt
-                        x0 = sample_heun(CollageDenoiser(base, layout), x, sigmas, cond={"text_embed": seg_embed[:, 0]})
+                    elif method.startswith("single prompt"):  # every segment gets the first segment's prompt
+                        composition = "seamless" if method.endswith("seamless") else "condind"
+                        denoiser = CollageDenoiser(base, layout, composition, generator=torch.Generator().manual_seed(args.seed + 1))
+                        x0 = sample_heun(denoiser, x, sigmas, cond={"text_embed": seg_embed[:, 0]})
                     elif method == "outpainting":
                         x0 = sample_outpainting(base, layout, shape, sigmas, generator=generator,
                                                 window_cond=lambda i: {"text_embed": seg_embed[:, window_segment[i]]})
@@ -156,14 +181,22 @@ def main() -> None:
                 x0 = x0.roll(-plan.shift, dims=-1) if cyclic else x0[..., :frames]
                 _, joints = decode(x0, normalizer)
                 taus = [a for a, _ in plan.spans[1:]] + ([0] if cyclic else [])
+                margin = layout.overlap // 2
                 for seq, motion in zip(sequences, joints):
                     row = {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
                            "seconds_per_motion": seconds / b, **transition_metrics(motion, taus, cyclic, args.transition_window)}
                     if classify is not None:
                         predicted = classify([motion[a:bb] for a, bb in plan.spans])
-                        expected = [seq[0]] * len(seq) if method == "single prompt" else seq
+                        expected = [seq[0]] * len(seq) if method.startswith("single prompt") else seq
                         row["segment_kinds"] = list(predicted)
                         row["segment_accuracy"] = float(np.mean([p_ == e for p_, e in zip(predicted, expected)]))
+                        # Each segment's core: its frames less half an overlap at each transition
+                        # (the frames it shares with a neighbour); reported beside, not instead.
+                        core = classify([motion[a + (margin if cyclic or k > 0 else 0):
+                                                bb - (margin if cyclic or k < len(seq) - 1 else 0)]
+                                         for k, (a, bb) in enumerate(plan.spans)])
+                        row["core_kinds"] = list(core)
+                        row["core_accuracy"] = float(np.mean([p_ == e for p_, e in zip(core, expected)]))
                     results.setdefault(f"{shape_name}: {method}", []).append(row)
                 print(f"  {shape_name} {n_actions} actions, {method}: {seconds / b:.2f} s per motion; layout "
                       f"{layout.n_windows} x {layout.window} overlap {layout.overlap}", flush=True)
@@ -176,8 +209,9 @@ def main() -> None:
 def print_table(results: dict, shape_name: str) -> None:
     print(f"\n{shape_name}s (mean over sequences; transition metrics mean over sequences of the mean over "
           f"their transitions; median in brackets):\n")
-    print("| method | segment kind accuracy | transition jerk / median jerk | PJ (m/frame³) | AUJ (m/frame³) | s / motion |")
-    print("|---|---|---|---|---|---|")
+    print("| method | segment kind accuracy | core accuracy | transition jerk / median jerk | transition jerk, median jerk "
+          "(mm/frame³) | PJ (m/frame³) | AUJ (m/frame³) | s / motion |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, rows in results.items():
         if not label.startswith(shape_name):
             continue
@@ -186,8 +220,19 @@ def print_table(results: dict, shape_name: str) -> None:
             values = [r[key] for r in rows if key in r]
             return f"{np.mean(values):{fmt}} [{np.median(values):{fmt}}]" if values else "n/a"
 
-        print(f"| {label.split(': ')[1]} | {cell('segment_accuracy', '.3f')} | {cell('transition_jerk_ratio', '.2f')} | "
+        print(f"| {label.split(': ')[1]} | {cell('segment_accuracy', '.3f')} | {cell('core_accuracy', '.3f')} | "
+              f"{cell('transition_jerk_ratio', '.2f')} | {1e3 * np.mean([r['transition_jerk'] for r in rows]):.2f}, "
+              f"{1e3 * np.mean([r['median_jerk'] for r in rows]):.2f} | "
               f"{cell('peak_jerk', '.3f')} | {cell('auj', '.2f')} | {np.mean([r['seconds_per_motion'] for r in rows]):.2f} |")
+    print("\nsegments right per kind (whole segment):")
+    for label, rows in results.items():
+        if label.startswith(shape_name) and rows and "segment_kinds" in rows[0]:
+            right: dict[str, list[int]] = {}
+            for r in rows:
+                expected = [r["kinds"][0]] * len(r["kinds"]) if "single prompt" in label else r["kinds"]
+                for e, p_ in zip(expected, r["segment_kinds"]):
+                    right.setdefault(e, []).append(int(e == p_))
+            print(f"  {label.split(': ')[1]}: " + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(right.items())))
     print(flush=True)
 
 

@@ -269,11 +269,15 @@ class CollageDenoiser:
     """
 
     def __init__(self, inner: Callable[..., Tensor], layout: Layout, method: Method = "condind", *,
-                 switch_sigma: float = SWITCH_SIGMA, shift: bool = True, generator: torch.Generator | None = None):
+                 switch_sigma: float = SWITCH_SIGMA, shift: bool = True, max_shift: int | None = None,
+                 generator: torch.Generator | None = None):
         if method not in METHODS:
             raise ValueError(f"unknown collage method {method!r}: use one of {', '.join(METHODS)}")
+        if max_shift is not None and not 0 <= max_shift < layout.stride:
+            raise ValueError(f"max_shift must be in [0, stride = {layout.stride}), got {max_shift}")
         self.inner, self.layout, self.method = inner, layout, method
-        self.switch_sigma, self.shift = float(switch_sigma), shift and method == "seamless"
+        self.switch_sigma, self.shift = float(switch_sigma), shift and method == "seamless" and max_shift != 0
+        self.max_shift = max_shift
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.accepts_padding = bool(getattr(inner, "accepts_padding", False))
         self.calls = 0  # inner-denoiser calls so far (benchmarks read it)
@@ -292,13 +296,18 @@ class CollageDenoiser:
         return "condind" if sigma > self.switch_sigma else "crossfade"
 
     def draw_shift(self) -> int:
-        """A random shift of the layout, ``[-stride/2, stride/2)`` in a cycle, ``[0, stride)`` in a chain."""
+        """A random shift of the layout, ``[-stride/2, stride/2)`` in a cycle, ``[0, stride)`` in a chain;
+        with ``max_shift``, ``[-max_shift, max_shift]`` in a cycle and ``[0, max_shift]`` in a chain
+        (segments: each window stays on its own segment but for its overlaps)."""
         if not self.shift:
             return 0
         stride = self.layout.stride
         low = -(stride // 2) if self.layout.cyclic else 0
+        high = low + stride
+        if self.max_shift is not None:
+            low, high = (-self.max_shift if self.layout.cyclic else 0), self.max_shift + 1
         g = self.generator
-        return int(torch.randint(low, low + stride, (), generator=g, device=g.device))
+        return int(torch.randint(low, high, (), generator=g, device=g.device))
 
     def groups(self, sigma: float, shift: int) -> list[_Group]:
         """The pieces evaluated at noise level ``sigma`` with the layout moved by ``shift``."""

@@ -251,6 +251,7 @@ class MDMDenoiser:
         pieces: Pieces | None = None,
         text_embed: Tensor | None = None,
         lengths: Tensor | None = None,
+        guidance: Tensor | None = None,
     ) -> Tensor:
         rows = x.shape[0]
         sigma = torch.as_tensor(sigma, device=x.device)
@@ -267,18 +268,19 @@ class MDMDenoiser:
         if lengths is not None and self.pack and self.config.mask_frames and self.canvas_frames is None:
             widths = sorted(set(lengths.tolist()))
             if len(widths) > 1:
-                return self._packed(x_vp, t, emb, conditional, lengths.to(x.device), widths).to(x.dtype)
-        x0 = self.predict_x0(x_vp, t, emb, conditional, lengths)
+                return self._packed(x_vp, t, emb, conditional, lengths.to(x.device), widths, guidance).to(x.dtype)
+        x0 = self.predict_x0(x_vp, t, emb, conditional, lengths, guidance)
         return x0.to(x.dtype)
 
     def _packed(self, x_vp: Tensor, t: Tensor, emb: Tensor, conditional: Tensor, lengths: Tensor,
-                widths: list[int]) -> Tensor:
+                widths: list[int], guidance: Tensor | None = None) -> Tensor:
         """One :meth:`predict_x0` call per distinct row length, each row at its own width."""
         out = torch.zeros(x_vp.shape, device=x_vp.device, dtype=torch.float32)
         for width in widths:
             rows = (lengths == width).nonzero().squeeze(1)
             out[rows, ..., :width] = self.predict_x0(
-                x_vp[rows, ..., :width], t[rows.to(t.device)], emb[rows], conditional[rows], lengths[rows]
+                x_vp[rows, ..., :width], t[rows.to(t.device)], emb[rows], conditional[rows], lengths[rows],
+                None if guidance is None else guidance.to(rows.device)[rows],
             ).float()
         return out
 
@@ -334,10 +336,12 @@ class MDMDenoiser:
         text_embed: Tensor | TextTokens,
         conditional: Tensor | None = None,
         lengths: Tensor | None = None,
+        guidance: Tensor | None = None,
     ) -> Tensor:
         """Guided x0 from VP-space ``x_t [R, F, 1, T]`` at integer steps ``t [R]`` (MDM's
         ``ClassifierFreeSampleModel``). ``conditional [R]`` False makes a row unconditional in both
-        branches; ``lengths [R]`` marks valid frames (see the class docstring)."""
+        branches; ``lengths [R]`` marks valid frames (see the class docstring); ``guidance [R]``
+        replaces the guidance scale per row (segments: a scale per segment row)."""
         rows, n_frames = x_t.shape[0], x_t.shape[-1]
         device = x_t.device
         conditional = torch.ones(rows, dtype=torch.bool, device=device) if conditional is None else conditional
@@ -353,7 +357,11 @@ class MDMDenoiser:
         mask = (torch.arange(width, device=device) < lengths[:, None])[:, None, None, :]  # [R, 1, 1, W]
 
         scale = self.guidance_scale
-        if scale == 1.0 or not bool(conditional.any()):
+        if guidance is not None:
+            scale = guidance.to(device=device, dtype=torch.float32)[:, None, None, None]
+            if bool((scale == 1.0).all()):
+                scale = 1.0
+        if (isinstance(scale, float) and scale == 1.0) or not bool(conditional.any()):
             x0 = self._forward(x_in, t, text_embed, ~conditional, mask)
         elif self.batch_guidance:
             both = self._forward(

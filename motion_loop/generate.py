@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how windows are combined: seamless (condind at high noise, then windows crossfaded, the "
                         "layout shifted at random every step: no visible edge), condind (windows minus overlaps, "
                         "the exact DiffCollage factor graph) or avg (MultiDiffusion-style averaging) (default seamless; "
-                        "condind for several actions, whose windows must keep their own prompts: seamless's shifted "
-                        "windows blur them, e.g. a walk segment stops walking)")
+                        "with several actions its layout moves by at most half an overlap, so that every window keeps "
+                        "to its own segment's prompt)")
     g.add_argument("--window", type=int, default=None, help="window length in frames (default: chosen automatically)")
     g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
     g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
@@ -421,13 +421,15 @@ class Plan:
 
 def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator, *,
                     sampler: str, steps: int, s_churn: float, collage: str, progress: bool,
-                    cond: dict | None = None, finish=None, noise: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, int]:
+                    cond: dict | None = None, finish=None, noise: torch.Tensor | None = None,
+                    max_shift: int | None = None) -> tuple[torch.Tensor, int]:
     """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps.
 
     ``cond`` replaces ``{"text_embed": text_embed}`` (segments); ``finish(x0)`` runs before cropping.
     ``noise``: the EDM sampler's starting draw ``[B, F, 1, length]`` (standard normal) instead of one
     from ``generator``, so that each row can have its own seed (python -m motion_loop.batch).
+    ``max_shift``: seamless moves its layout by at most this many frames (segments: see
+    :attr:`motion_loop.segments.SegmentRun.max_shift`); None: up to a stride.
     """
     from motion_loop.diffusion import ddpm_sample, vp_model_fn
     from motion_loop.sampling import sample_heun
@@ -435,7 +437,8 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     device = text_embed.device
     length = plan.layout.length if plan.layout is not None else plan.frames
     shape = (len(text_embed), denoiser.config.n_feats, 1, length)  # a tensor or TextTokens: one row per motion
-    full = CollageDenoiser(denoiser, plan.layout, collage, generator=generator) if plan.layout is not None else denoiser
+    full = CollageDenoiser(denoiser, plan.layout, collage, max_shift=max_shift,
+                           generator=generator) if plan.layout is not None else denoiser
     cond = {"text_embed": text_embed} if cond is None else cond
     if sampler == "ddpm":
         if noise is not None:
@@ -563,7 +566,7 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
         if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
             layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
     if args.collage is None:
-        args.collage = "condind" if segments is not None else "seamless"
+        args.collage = "seamless"  # with segments, moved at most segments.max_shift: each window keeps its prompt
     frames = layout.length if args.loop else requested
     if args.loop and frames != requested:
         print(f"loop period: {frames} frames ({frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
@@ -610,6 +613,7 @@ def sample_motions(setup: Setup, args, plan: Plan, texts: list[str], generator: 
                                           sampler=args.sampler, steps=args.steps, s_churn=args.s_churn,
                                           collage=args.collage, progress=progress, cond=cond,
                                           finish=segments.unroll if segments is not None else None,
+                                          max_shift=segments.max_shift if segments is not None else None,
                                           noise=None if noise is None else noise[first: first + batch_size])
             raw, positions = decode(x0, setup.normalizer, dataset, velocity_fusion=args.velocity_fusion, cyclic=plan.loop)
             features.append(raw)

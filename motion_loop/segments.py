@@ -357,10 +357,11 @@ class SegmentDenoiser:
 
     accepts_padding = True
 
-    def __init__(self, inner, boundary: Boundary = DEFAULT_BOUNDARY):
+    def __init__(self, inner, boundary: Boundary = DEFAULT_BOUNDARY, guidance: float | None = None):
         if boundary not in BOUNDARY_MODES:
             raise ValueError(f"unknown boundary conditioning {boundary!r}: use one of {', '.join(BOUNDARY_MODES)}")
         self.inner, self.boundary = inner, boundary
+        self.guidance = None if guidance is None else float(guidance)  # None: the inner denoiser's scale
 
     def __getattr__(self, name):
         if name in ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod"):
@@ -386,13 +387,16 @@ class SegmentDenoiser:
         emb_right = segment_embed[pieces.sample, right.to(segment_embed.device)].to(x.device)
         boundary = left != right
         lengths = pieces.length
+        extra = {} if self.guidance is None else {"guidance": torch.full((rows,), self.guidance, device=x.device)}
         if self.boundary == "average" and bool(boundary.any()):
-            extra = boundary.nonzero().squeeze(1)
-            x0 = self.inner(torch.cat([x, x[extra]]), torch.cat([sigma, sigma[extra]]),
-                            text_embed=torch.cat([emb_left, emb_right[extra]]),
-                            lengths=torch.cat([lengths, lengths[extra]]))
+            twice = boundary.nonzero().squeeze(1)
+            if extra:
+                extra = {"guidance": torch.cat([extra["guidance"], extra["guidance"][twice]])}
+            x0 = self.inner(torch.cat([x, x[twice]]), torch.cat([sigma, sigma[twice]]),
+                            text_embed=torch.cat([emb_left, emb_right[twice]]),
+                            lengths=torch.cat([lengths, lengths[twice]]), **extra)
             out = x0[:rows].clone()
-            out[extra] = 0.5 * (out[extra] + x0[rows:])
+            out[twice] = 0.5 * (out[twice] + x0[rows:])
             return out
         if self.boundary == "right":
             emb = emb_right
@@ -402,7 +406,7 @@ class SegmentDenoiser:
             emb = torch.where(boundary[:, None], torch.zeros_like(emb_left), emb_left)
         # A zero embedding is MDM's unconditional input (mask_cond zeroes the text), so guidance
         # leaves such a row unconditional.
-        return self.inner(x, sigma, text_embed=emb, lengths=lengths)
+        return self.inner(x, sigma, text_embed=emb, lengths=lengths, **extra)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,6 +421,13 @@ class SegmentRun:
     layout: Layout
     boundary: str
     fps: float
+
+    @property
+    def max_shift(self) -> int:
+        """How far a seamless collage may move this layout: half an overlap, so a window reaches at
+        most one overlap into a neighbouring segment and keeps its own prompt (shifts of up to a
+        stride blurred the segments: benchmarks/RESULTS.md, "Several actions")."""
+        return self.layout.overlap // 2
 
     def segment_texts(self) -> list[str]:
         return list(dict.fromkeys(t for plan in self.plans.values() for t in plan.texts))
@@ -446,7 +457,7 @@ class SegmentRun:
         return [(a, t) for t, (a, _) in zip(plan.texts, plan.spans)]
 
     def to_dict(self) -> dict:
-        return {"boundary": self.boundary, "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
+        return {"boundary": self.boundary, "max_shift": self.max_shift, "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
 
 
 def read_segments(prompts: Sequence[str], *, split: bool, timeline: Path | None) -> list[list[Segment]]:

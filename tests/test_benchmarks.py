@@ -94,20 +94,24 @@ def test_bench_steps_compares_settings_with_the_reference():
     assert rows["heun:2:bf16"].split("|")[8].strip() != ""  # bf16 against fp32 of the same setting
 
 
+SEGMENT_METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",
+                   "collage crossfade", "outpainting", "blend", "single prompt", "single prompt seamless"]
+
+
 def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
     model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
     stats = shared_path("humanml3d", "Mean.npy").parent
     out = run("eval_segments.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text",
               "--per_count", "1", "--counts", "2", "--steps", "2", "--segment_seconds", "1.5",
-              "--json", str(tmp_path / "runs.json"))
+              "--methods", *SEGMENT_METHODS, "--chain_methods", "collage seamless", "outpainting", "blend",
+              "--segment_guidance", "3", "--json", str(tmp_path / "runs.json"))
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
-    assert {k for k in results if k.startswith("loop: ")} == {
-        "loop: collage average", "loop: collage uncond", "loop: collage left", "loop: collage right",
-        "loop: outpainting", "loop: blend", "loop: single prompt"}
-    assert "chain: blend" in results and "chain: outpainting" in results
+    assert {k for k in results if k.startswith("loop: ")} == {f"loop: {m}" for m in SEGMENT_METHODS}
+    assert {k for k in results if k.startswith("chain: ")} == {"chain: collage seamless", "chain: outpainting", "chain: blend"}
     for runs in results.values():
         assert len(runs) == 1 and runs[0]["transition_jerk_ratio"] > 0 and len(runs[0]["segment_kinds"]) == 2
-    assert "| collage average |" in out
+        assert len(runs[0]["core_kinds"]) == 2 and 0 <= runs[0]["core_accuracy"] <= 1
+    assert "| collage average |" in out and "| collage seamless |" in out and "segments right per kind" in out
 
 
 def test_bench_main_prints_every_phase_of_the_main_command():

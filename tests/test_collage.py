@@ -175,6 +175,44 @@ def test_seamless_shifts_pieces_and_switches_composition(cyclic):
         assert left.max() < layout.n_windows and right.max() < layout.n_windows
 
 
+
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_max_shift_bounds_the_random_moves(cyclic):
+    # Segments: seamless moves its layout by at most max_shift frames, so a window keeps to its segment.
+    layout = Layout(16, 6, 4, cyclic=cyclic)
+    starts = []
+
+    def inner(x, sigma, pieces):
+        starts.extend(pieces.start[(pieces.index == 1) & (pieces.kind == WINDOW)].tolist())
+        return x
+
+    den = CollageDenoiser(inner, layout, "seamless", max_shift=3, generator=torch.Generator().manual_seed(0))
+    x = torch.zeros(1, 1, layout.length)
+    for _ in range(60):
+        den(x, torch.tensor(0.1))
+    moves = {layout.stride - s for s in starts}  # window 1 starts at the stride, moved back in a chain
+    assert moves == ({-3, -2, -1, 0, 1, 2, 3} if cyclic else {0, 1, 2, 3}), moves
+    fixed = CollageDenoiser(inner, layout, "seamless", max_shift=0)
+    starts.clear()
+    for _ in range(5):
+        fixed(x, torch.tensor(0.1))
+    assert set(starts) == {layout.stride}
+    with pytest.raises(ValueError, match="max_shift"):
+        CollageDenoiser(inner, layout, "seamless", max_shift=layout.stride)
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_seamless_with_small_shifts_reproduces_ar1_statistics(cyclic):
+    layout = Layout(window=16, overlap=5, n_windows=5, cyclic=cyclic)
+    den = CollageDenoiser(ar1_denoiser(), layout, "seamless", max_shift=2, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(0)
+    x = 80.0 * torch.randn(3000, 1, layout.length, generator=g, dtype=torch.float64)
+    samples = sample_heun(den, x, karras_sigmas(60, 0.002, 80.0), s_churn=10.0, generator=g)[:, 0]
+    var, corr = adjacent_stats(samples, cyclic)
+    assert var.min() >= 0.92 and var.max() <= 1.08, var
+    assert (corr - RHO).abs().max() <= 0.02, corr
+
+
 def test_seamless_is_reproducible_with_its_generator():
     layout = Layout(16, 5, 4, cyclic=True)
     x = torch.randn(2, 1, layout.length, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -203,6 +203,27 @@ def test_guidance_is_one_batched_forward_and_skipped_at_scale_one():
     torch.testing.assert_close(guided, uncond + 2.5 * (cond - uncond), atol=1e-5, rtol=0)
 
 
+
+def test_per_row_guidance_scales_each_row_and_packs():
+    # guidance [R] (segments' rows): each row as a denoiser with that scale alone would give it.
+    model = tiny_model(mask_frames=True)
+    g = torch.Generator().manual_seed(1)
+    x, text = torch.randn(3, 263, 1, 16, generator=g), torch.randn(3, 512, generator=g)
+    sigma = torch.full((3,), 2.0)
+    scales = torch.tensor([1.0, 2.5, 4.0])
+    with torch.no_grad():
+        per_row = MDMDenoiser(model)(x, sigma, text_embed=text, guidance=scales)
+        packed = MDMDenoiser(model)(x, sigma, text_embed=text, lengths=torch.tensor([16, 10, 16]), guidance=scales)
+        for r, s in enumerate(scales.tolist()):
+            alone = MDMDenoiser(model, guidance_scale=s)
+            torch.testing.assert_close(per_row[r], alone(x[r:r + 1], sigma[r:r + 1], text_embed=text[r:r + 1])[0],
+                                       atol=1e-5, rtol=0)
+            short = alone(x[r:r + 1, ..., :10], sigma[r:r + 1], text_embed=text[r:r + 1])[0]
+            if r == 1:  # the 10-frame row went through its own packed call with its own scale
+                torch.testing.assert_close(packed[r, ..., :10], short, atol=1e-5, rtol=0)
+    assert not torch.allclose(per_row[0], per_row[2])
+
+
 def test_mask_frames_rows_are_independent_of_their_padding():
     model = tiny_model(mask_frames=True)
     denoiser = MDMDenoiser(model)

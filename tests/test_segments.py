@@ -154,6 +154,24 @@ def test_segment_denoiser_conditions_each_piece(boundary, at_ab, at_ba):
     assert torch.allclose(mid(1), torch.tensor(3.0 - at_ab)) and torch.allclose(mid(3), torch.tensor(3.0 - at_ba))
 
 
+
+def test_segment_denoiser_passes_its_guidance_per_row():
+    seen = {}
+
+    def inner(x, sigma, *, text_embed, lengths, guidance=None):
+        seen["guidance"] = guidance
+        return x
+
+    layout = Layout(window=12, overlap=4, n_windows=4, cyclic=True)
+    plan = place_segments(["a", "b"], [16, 16], layout, layout.length)
+    cond = {"segment_embed": torch.randn(1, 2, 3), "frame_segment": torch.tensor([plan.frame_segment])}
+    x = torch.zeros(1, 3, 1, layout.length)
+    CollageDenoiser(SegmentDenoiser(inner), layout)(x, torch.tensor(1.0), **cond)
+    assert seen["guidance"] is None  # the inner denoiser's own scale
+    CollageDenoiser(SegmentDenoiser(inner, "average", guidance=4.0), layout)(x, torch.tensor(1.0), **cond)
+    assert seen["guidance"].shape == (8 + 2,) and bool((seen["guidance"] == 4.0).all())
+
+
 def test_title_schedule_follows_the_segments_and_repeats_with_the_loop():
     schedule = [(0, "walk"), (40, "jump"), (80, "wave")]
     assert [title_at(schedule, f) for f in (0, 39, 40, 79, 80, 119)] == ["walk", "walk", "jump", "jump", "wave", "wave"]
@@ -171,7 +189,9 @@ def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  #
     assert [s["prompt"] for s in segs] == ["a person walks forward", "a person jumps", "a person waves"]
     assert segs[0]["frames"][0] == 0 and segs[-1]["frames"][1] == run["frames"] == 120
     assert run["segments"]["boundary"] == "uncond"
-    assert run["layout"]["collage"] == "condind"  # several actions: windows keep their own prompts
+    # several actions: seamless, moved at most half an overlap so that windows keep their own prompts
+    assert run["layout"]["collage"] == "seamless"
+    assert run["segments"]["max_shift"] == run["layout"]["overlap"] // 2
     line = (out_dir / "results.txt").read_text()
     assert line.startswith("a person walks forward (frames 0-") and line.count(" | ") == 2
     assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
