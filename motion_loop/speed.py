@@ -64,12 +64,31 @@ def fill_canvas(layout, canvas: int):
     more context at no cost; on the demo model (6 s loops, 10 kinds, seed 0) 2 x 110 overlapping by 50
     had a median seam jerk of 3.31 against 4.44 for 2 x 90 overlapping by 30, seam velocity 1.11
     against 1.61, kind accuracy 1.00 both. A ``mask_frames`` model pays for every frame, so it keeps
-    the layout it is given."""
+    the layout it is given. A loop that fits the canvas with a larger overlap than that becomes
+    one window closing on itself (:func:`one_window_cycle`)."""
     from motion_loop.collage import Layout
 
     stride = layout.stride
     overlap = max(layout.overlap, min(canvas - stride, stride - max(1, stride // 6)))
     try:
-        return Layout(stride + overlap, overlap, layout.n_windows, layout.cyclic)
+        filled = Layout(stride + overlap, overlap, layout.n_windows, layout.cyclic)
     except ValueError:
-        return layout
+        filled = layout
+    return one_window_cycle(filled, canvas) or filled
+
+
+def one_window_cycle(layout, canvas: int):
+    """A loop short enough to fit the canvas with room to spare as ONE window that wraps onto
+    itself (``Layout(length + o, o, 1, cyclic=True)``, ``o`` grown as :func:`fill_canvas` grows
+    overlaps), when its overlap is at least ``layout``'s: half the rows of a two-window cycle
+    (1 window + 1 overlap, x2 for guidance) with no less context at the seam. None otherwise
+    (chains, loops too long for the canvas)."""
+    from motion_loop.collage import Layout
+
+    if not layout.cyclic or layout.n_windows < 2:
+        return None
+    length = layout.length
+    overlap = min(canvas - length, length - max(1, length // 6))
+    if overlap < layout.overlap:
+        return None
+    return Layout(length + overlap, overlap, 1, cyclic=True)
