@@ -96,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
 
     g = p.add_argument_group("sampler")
-    g.add_argument("--sampler", choices=("edm", "dpmpp_2m", "ddpm"), default="edm",
-                   help="edm: Heun steps over MDM as an EDM denoiser (fast); dpmpp_2m: DPM-Solver++(2M), one model "
-                        "call per step (fastest, less exact per step); ddpm: MDM's own ancestral sampler over every "
+    g.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc", "ddpm"), default="edm",
+                   help="edm: Heun steps over MDM as an EDM denoiser (fast); dpmpp_2m / dpmpp_3m: DPM-Solver++(2M) / "
+                        "(3M), one model call per step (fastest, less exact per step); unipc: the 2M predictor with "
+                        "UniPC's free corrector, one call per step; ddpm: MDM's own ancestral sampler over every "
                         "diffusion step (default edm)")
     g.add_argument("--steps", type=int, default=40,
                    help="EDM Heun / DPM-Solver++ steps (default 40; ddpm uses all model steps)")
@@ -445,10 +446,10 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=device)
         x = sigmas[0].to(torch.float32) * noise
-        if sampler == "dpmpp_2m":
-            from motion_loop.sampling import sample_dpmpp_2m
+        if sampler != "edm":  # the one-call multistep samplers
+            from motion_loop.sampling import SAMPLERS
 
-            x0 = sample_dpmpp_2m(full, x, sigmas, cond=cond, progress=progress)
+            x0 = SAMPLERS[sampler](full, x, sigmas, cond=cond, progress=progress)
         else:
             x0 = sample_heun(full, x, sigmas, cond=cond, s_churn=s_churn,
                              generator=generator, progress=progress)

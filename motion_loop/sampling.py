@@ -292,7 +292,18 @@ SAMPLERS = {"heun": sample_heun, "euler": sample_euler, "dpmpp_2m": sample_dpmpp
 
 def evaluations(sampler: str, sigmas: Tensor) -> int:
     """Model evaluations a sampler makes over ``sigmas`` (Heun skips its correction on a step to 0)."""
-    steps = len(sigmas) - 1
+    return len(evaluation_sigmas(sampler, sigmas))
+
+
+def evaluation_sigmas(sampler: str, sigmas: Tensor) -> list[float]:
+    """The noise levels at which a deterministic sampler calls the denoiser, in order: Heun at
+    each step's start and (unless it ends at 0) its end; the one-call samplers at each step's start.
+    What a call costs can depend on the level (the ``seamless`` collage drops its overlap rows at
+    low noise)."""
+    levels = [float(s) for s in sigmas]
     if sampler == "heun":
-        return 2 * steps - int(bool(sigmas[-1] == 0))
-    return steps
+        out = []
+        for t_cur, t_next in zip(levels[:-1], levels[1:]):
+            out += [t_cur] + ([t_next] if t_next > 0 else [])
+        return out
+    return levels[:-1]

@@ -262,14 +262,15 @@ def test_seamless_collage_is_the_default_and_the_others_stay_selectable(tiny, tm
         assert parser.parse_args(["--text_prompt", "a person walks", "--collage", method]).collage == method
 
 
-def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys):
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "unipc"])
+def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys, sampler):
     out_dir = tmp_path / "fast"
     out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
-                     "--sampler", "dpmpp_2m", "--dtype", "bf16", "--threads", "1", "--no-render", "--no-bvh",
+                     "--sampler", sampler, "--dtype", "bf16", "--threads", "1", "--no-render", "--no-bvh",
                      "--output_dir", str(out_dir)), capsys)
-    assert "dpmpp_2m sampler, bf16, 1 thread(s)" in out
+    assert f"{sampler} sampler, bf16, 1 thread(s)" in out
     run = json.loads((out_dir / "run.json").read_text())
-    assert run["sampler"] == "dpmpp_2m" and run["dtype"] == "bf16" and run["threads"] == 1
+    assert run["sampler"] == sampler and run["dtype"] == "bf16" and run["threads"] == 1
     assert run["steps"] == 4  # one model call per step
     assert np.isfinite(np.load(out_dir / "features.npy")).all()
 

@@ -214,3 +214,19 @@ def test_higher_order_multistep_samplers_sample_a_gaussian(sampler):
         from motion_loop.sampling import sample_multistep
 
         sample_multistep(gaussian_denoiser(0.0, 1.0), x[:2], karras_sigmas(4), order=4)
+
+
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m", "dpmpp_3m", "unipc"])
+def test_evaluation_sigmas_are_the_levels_the_sampler_calls(sampler):
+    from motion_loop.sampling import SAMPLERS, evaluation_sigmas, evaluations
+
+    seen = []
+
+    def recording(x, sigma):
+        seen.append(float(sigma[0]))
+        return 0.5 * x
+
+    sigmas = karras_sigmas(7, 0.002, 80.0)
+    SAMPLERS[sampler](recording, torch.randn(2, 3, dtype=torch.float64), sigmas)
+    assert evaluation_sigmas(sampler, sigmas) == pytest.approx(seen)
+    assert evaluations(sampler, sigmas) == len(seen)
