@@ -45,8 +45,9 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
 def parse_setting(text: str) -> tuple[str, int, str, bool]:
-    """``sampler:steps[:fp32|bf16|int8][:padded][:rho=R][:smax=S]`` -> (sampler, steps, dtype, packed)
-    (the schedule options: :func:`schedule_of`; int8: the Linear layers dynamically quantized)."""
+    """``sampler:steps[:fp32|bf16|int8][:padded][:rho=R][:smax=S][:cseed=K]`` -> (sampler, steps, dtype, packed)
+    (the schedule options: :func:`schedule_of`; int8: the Linear layers dynamically quantized; cseed:
+    another sequence of the seamless collage's random shifts)."""
     parts = text.split(":")
     sampler, steps = parts[0], int(parts[1])
     dtype = next((p for p in parts[2:] if p in DTYPES), "fp32")
@@ -121,7 +122,9 @@ def main() -> None:
         g = torch.Generator(device).manual_seed(seed)
         # the same unit draw for every setting (a lower sigma_max scales it less)
         x = sigmas[0].float() * torch.randn(len(prompts), config.n_feats, 1, layout.length, generator=g, device=device)
-        collage = CollageDenoiser(inner, layout, args.collage, generator=torch.Generator().manual_seed(seed))
+        # seamless draws a random shift of the layout at every evaluation; cseed=K draws another sequence
+        shifts = seed + 1000 * int(dict(p.partition("=")[::2] for p in setting.split(":")[2:]).get("cseed", 0))
+        collage = CollageDenoiser(inner, layout, args.collage, generator=torch.Generator().manual_seed(shifts))
         with OthersMeter() as meter:
             x0 = SAMPLERS[sampler](collage, x, sigmas, cond={"text_embed": text})
         return x0, meter, (evaluations(sampler, sigmas), collage.rows / len(prompts))

@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "windows blur them, e.g. a walk segment stops walking)")
     g.add_argument("--window", type=int, default=None, help="window length in frames (default: chosen automatically)")
     g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
-    g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
+    g.add_argument("--num_windows", type=int, default=None,
+                   help="number of windows (default: automatic); 1 makes a loop one window closing on itself, "
+                        "which fits a 196-frame canvas model up to 6 s at half the rows of two windows (seams "
+                        "measured slightly worse: benchmarks/RESULTS.md)")
 
     g = p.add_argument_group("several actions (segments, one factor graph)")
     g.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
@@ -413,6 +416,8 @@ class Plan:
             return f"{seconds}, one window"
         lay = self.layout
         kind = "loop" if self.loop else "chain"
+        if lay.n_windows == 1 and lay.cyclic:
+            return f"{seconds} loop of one window of {lay.window} frames closing on itself (overlap {lay.overlap})"
         return f"{seconds} {kind} of {lay.n_windows} windows of {lay.window} frames overlapping by {lay.overlap}"
 
 

@@ -64,17 +64,16 @@ def fill_canvas(layout, canvas: int):
     more context at no cost; on the demo model (6 s loops, 10 kinds, seed 0) 2 x 110 overlapping by 50
     had a median seam jerk of 3.31 against 4.44 for 2 x 90 overlapping by 30, seam velocity 1.11
     against 1.61, kind accuracy 1.00 both. A ``mask_frames`` model pays for every frame, so it keeps
-    the layout it is given. A loop that fits the canvas with a larger overlap than that becomes
-    one window closing on itself (:func:`one_window_cycle`)."""
+    the layout it is given. (A loop that fits the canvas can also be one window closing on itself,
+    :func:`one_window_cycle`, for half the rows; not the default: see there.)"""
     from motion_loop.collage import Layout
 
     stride = layout.stride
     overlap = max(layout.overlap, min(canvas - stride, stride - max(1, stride // 6)))
     try:
-        filled = Layout(stride + overlap, overlap, layout.n_windows, layout.cyclic)
+        return Layout(stride + overlap, overlap, layout.n_windows, layout.cyclic)
     except ValueError:
-        filled = layout
-    return one_window_cycle(filled, canvas) or filled
+        return layout
 
 
 def one_window_cycle(layout, canvas: int):
@@ -82,7 +81,11 @@ def one_window_cycle(layout, canvas: int):
     itself (``Layout(length + o, o, 1, cyclic=True)``, ``o`` grown as :func:`fill_canvas` grows
     overlaps), when its overlap is at least ``layout``'s: half the rows of a two-window cycle
     (1 window + 1 overlap, x2 for guidance) with no less context at the seam. None otherwise
-    (chains, loops too long for the canvas)."""
+    (chains, loops too long for the canvas). ``--num_windows 1`` asks for it. Not the default:
+    on the demo model (72-frame loops on its 120-frame window, 10 kinds x 6 seeds) its seams had
+    the same medians as two windows' but a heavier tail (mean seam/interior velocity 1.70 against
+    1.16, edge/midway jerk 1.86 against 1.22); see benchmarks/RESULTS.md, "Full-size loops in
+    seconds"."""
     from motion_loop.collage import Layout
 
     if not layout.cyclic or layout.n_windows < 2:

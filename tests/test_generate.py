@@ -289,6 +289,12 @@ def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
     run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
                "--no-render", "--no-bvh", "--output_dir", str(out_dir), model=model_path), capsys)
     layout = json.loads((out_dir / "run.json").read_text())["layout"]
-    # 40 frames = 2 windows of stride 20 (overlaps grown to 17 on the 60-frame canvas, which costs the
-    # same); the loop fits the canvas with a larger overlap (20), so it is one window closing on itself
+    # 40 frames = 2 windows of stride 20; the 60-frame canvas costs the same, so overlaps grow from 10 to 17
+    assert (layout["n_windows"], layout["window"], layout["overlap"]) == (2, 37, 17)
+    # --num_windows 1: one window closing on itself, grown to the canvas (half the rows)
+    out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
+                     "--num_windows", "1", "--no-render", "--no-bvh", "--output_dir", str(tmp_path / "one"),
+                     model=model_path), capsys)
+    assert "loop of one window of 60 frames closing on itself (overlap 20)" in out
+    layout = json.loads((tmp_path / "one" / "run.json").read_text())["layout"]
     assert (layout["n_windows"], layout["window"], layout["overlap"]) == (1, 60, 20)
