@@ -41,17 +41,25 @@ DEFAULT_SETTINGS = [
     "dpmpp_2m:20:bf16", "heun:20:bf16",
     BASELINE,
 ]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
 def parse_setting(text: str) -> tuple[str, int, str, bool]:
-    """``sampler:steps[:fp32|bf16][:padded]`` -> (sampler, steps, dtype, packed)."""
+    """``sampler:steps[:fp32|bf16|int8][:padded][:rho=R][:smax=S][:cseed=K]`` -> (sampler, steps, dtype, packed)
+    (the schedule options: :func:`schedule_of`; int8: the Linear layers dynamically quantized; cseed:
+    another sequence of the seamless collage's random shifts)."""
     parts = text.split(":")
     sampler, steps = parts[0], int(parts[1])
     dtype = next((p for p in parts[2:] if p in DTYPES), "fp32")
     if sampler not in SAMPLERS:
         raise SystemExit(f"unknown sampler {sampler!r} in {text!r}: use one of {', '.join(SAMPLERS)}")
     return sampler, steps, dtype, "padded" not in parts[2:]
+
+
+def schedule_of(text: str) -> dict:
+    """The schedule options of a setting: ``rho=R`` (Karras' rho, default 7), ``smax=S`` (highest sigma, default 80)."""
+    names = {"rho": "rho", "smax": "sigma_max"}
+    return {names[k]: float(v) for k, _, v in (p.partition("=") for p in text.split(":")[2:]) if k in names}
 
 
 def rms_cm(a: np.ndarray, b: np.ndarray) -> float:
@@ -78,6 +86,11 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--collage", choices=("seamless", "condind", "avg"), default="seamless",
+                   help="DiffCollage composition (default seamless, the CLI's default; the first table of issue 14 used condind)")
+    p.add_argument("--window", type=int, default=None, help="window frames (default: the CLI's layout)")
+    p.add_argument("--overlap", type=int, default=None, help="overlap frames (default: the CLI's layout)")
+    p.add_argument("--num_windows", type=int, default=None, help="windows (default: the CLI's layout)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -86,30 +99,35 @@ def main() -> None:
     config = loaded.config
     normalizer, _ = load_stats(args.stats_dir, args.model_path)
     fps = 20.0
-    layout = choose_layout(round(args.seconds * fps), config.max_frames, True)
+    layout = choose_layout(round(args.seconds * fps), config.max_frames, True, args.window, args.overlap, args.num_windows)
     kinds = list(args.kinds)
     prompts = [PROMPTS[k] for k in kinds]
     text = prompt_encoder(loaded, device, args.random_text)(prompts)
     models = {"fp32": loaded.model, "bf16": copy.deepcopy(loaded.model).to(torch.bfloat16)}
+    if any(parse_setting(s)[2] == "int8" for s in args.settings):
+        models["int8"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(loaded.model), {torch.nn.Linear}, dtype=torch.qint8)
     classify = load_classifier()
     settings = [args.reference] + [s for s in args.settings if s != args.reference]
     # the former default however it is spelled (heun:40:padded = heun:40:fp32:padded)
     baseline = next((s for s in settings if parse_setting(s) == parse_setting(BASELINE)), settings[min(1, len(settings) - 1)])
 
     print(f"model {args.model_path}; loop {layout.length} frames = {layout.n_windows} windows of {layout.window} "
-          f"overlapping by {layout.overlap}; {len(prompts)} prompts x {len(args.seeds)} seeds; guidance {args.guidance}; "
+          f"overlapping by {layout.overlap}; {args.collage} collage; {len(prompts)} prompts x {len(args.seeds)} seeds; guidance {args.guidance}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {load()}")
 
     def sample(setting: str, seed: int):
         sampler, steps, dtype, packed = parse_setting(setting)
         inner = MDMDenoiser(models[dtype], guidance_scale=args.guidance, pack=packed)
-        sigmas = inner.sigmas(steps).to(device)
+        sigmas = inner.sigmas(steps, **schedule_of(setting)).to(device)
         g = torch.Generator(device).manual_seed(seed)
+        # the same unit draw for every setting (a lower sigma_max scales it less)
         x = sigmas[0].float() * torch.randn(len(prompts), config.n_feats, 1, layout.length, generator=g, device=device)
-        collage = CollageDenoiser(inner, layout)
+        # seamless draws a random shift of the layout at every evaluation; cseed=K draws another sequence
+        shifts = seed + 1000 * int(dict(p.partition("=")[::2] for p in setting.split(":")[2:]).get("cseed", 0))
+        collage = CollageDenoiser(inner, layout, args.collage, generator=torch.Generator().manual_seed(shifts))
         with OthersMeter() as meter:
             x0 = SAMPLERS[sampler](collage, x, sigmas, cond={"text_embed": text})
-        return x0, meter, evaluations(sampler, sigmas)
+        return x0, meter, (evaluations(sampler, sigmas), collage.rows / len(prompts))
 
     rows: dict[str, list[dict]] = {s: [] for s in settings}
     with torch.inference_mode():
@@ -136,7 +154,8 @@ def main() -> None:
                         "kind_accuracy": None if predicted is None else float(np.mean([k == kinds[b] for k in predicted[b]])),
                         "vs_fp32_cm": None if same_fp32 is None else rms_cm(loop, same_fp32[0][b]),
                         "vs_fp32_root_cm": None if same_fp32 is None else rms_cm(root_relative(loop), root_relative(same_fp32[0][b])),
-                        "seconds": meter.wall, "others": meter.others, "seed": seed, "evaluations": n_eval,
+                        "seconds": meter.wall, "others": meter.others, "seed": seed, "evaluations": n_eval[0],
+                        "pieces": n_eval[1],
                     })
             for setting in settings:
                 for r in rows[setting][-len(prompts):]:
@@ -145,10 +164,10 @@ def main() -> None:
     print(f"\n## Steps, sampler and precision against the {args.reference} fp32 reference (same noise)\n")
     print(f"Median over {len(prompts)} kinds x {len(args.seeds)} seeds (RMS: mean); time: median over seeds of the "
           f"ratio to `{baseline}` in the same seed's run.\n")
-    print("| setting | model evaluations | RMS joints, cm (mean / median) | root-relative RMS, cm (mean / median) | "
+    print("| setting | model evaluations | pieces per loop | RMS joints, cm (mean / median) | root-relative RMS, cm (mean / median) | "
           "seam/interior velocity | seam/interior jerk | kind accuracy | vs fp32 of the same setting, cm (root-rel.) | "
           "time vs former default | s / batch (median) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for setting in settings:
         rs = rows[setting]
         med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
@@ -156,7 +175,7 @@ def main() -> None:
         acc = "n/a" if rs[0]["kind_accuracy"] is None else f"{mean('kind_accuracy'):.2f}"
         label = setting + (" (reference)" if setting == settings[0] else "")
         vs = "" if rs[0]["vs_fp32_cm"] is None else f"{mean('vs_fp32_cm'):.2f} ({mean('vs_fp32_root_cm'):.2f})"
-        print(f"| {label} | {rs[0]['evaluations']} | {mean('rms_cm'):.2f} / {med('rms_cm'):.2f} | "
+        print(f"| {label} | {rs[0]['evaluations']} | {rs[0]['pieces']:.0f} | {mean('rms_cm'):.2f} / {med('rms_cm'):.2f} | "
               f"{mean('root_rel_cm'):.2f} / {med('root_rel_cm'):.2f} | {med('velocity_ratio'):.2f} | {med('jerk_ratio'):.2f} | "
               f"{acc} | {vs} | {med('time_ratio'):.2f} | {med('seconds'):.1f} |")
     others = [r["others"] for rs in rows.values() for r in rs if r["others"] is not None]

@@ -48,7 +48,9 @@ class Layout:
     ``j + 1`` and covers the last ``overlap`` frames of window ``j``. A chain of n windows has
     length ``n * (window - overlap) + overlap`` and n - 1 overlaps; a cycle has length
     ``n * (window - overlap)``, n overlaps, and window n - 1 wraps around onto the first frames
-    (its overlap with window 0 is the seam of the loop).
+    (its overlap with window 0 is the seam of the loop). A cycle of one window is a window longer
+    than the loop that wraps onto itself: its last ``overlap`` frames are its first ones, and its
+    one overlap (those frames) is shared by its two ends.
     """
 
     window: int
@@ -67,9 +69,11 @@ class Layout:
             raise ValueError(f"window must be >= 2 and n_windows >= 1, got window={w}, n_windows={n}")
         if not 0 < o <= w // 2:
             raise ValueError(f"overlap must satisfy 0 < overlap <= window/2 = {w // 2}, got {o}")
-        if self.cyclic and (n < 2 or n * (w - o) <= w):
+        # One window may close a cycle on itself (its last `overlap` frames are its first ones);
+        # several windows must each be shorter than the loop.
+        if self.cyclic and n > 1 and n * (w - o) <= w:
             raise ValueError(
-                f"a cycle needs at least 2 windows, each shorter than the loop: n_windows={n} "
+                f"in a cycle of several windows each must be shorter than the loop: n_windows={n} "
                 f"with window={w}, overlap={o} gives a loop of {n * (w - o)} frames"
             )
 

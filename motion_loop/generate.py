@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "to its own segment's prompt)")
     g.add_argument("--window", type=int, default=None, help="window length in frames (default: chosen automatically)")
     g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
-    g.add_argument("--num_windows", type=int, default=None, help="number of windows (default: automatic)")
+    g.add_argument("--num_windows", type=int, default=None,
+                   help="number of windows (default: automatic); 1 makes a loop one window closing on itself, "
+                        "which fits a 196-frame canvas model up to 6 s at half the rows of two windows (seams "
+                        "measured slightly worse: benchmarks/RESULTS.md)")
 
     g = p.add_argument_group("several actions (segments, one factor graph)")
     g.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
@@ -96,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
 
     g = p.add_argument_group("sampler")
-    g.add_argument("--sampler", choices=("edm", "dpmpp_2m", "ddpm"), default="edm",
-                   help="edm: Heun steps over MDM as an EDM denoiser (fast); dpmpp_2m: DPM-Solver++(2M), one model "
-                        "call per step (fastest, less exact per step); ddpm: MDM's own ancestral sampler over every "
+    g.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc", "ddpm"), default="edm",
+                   help="edm: Heun steps over MDM as an EDM denoiser (fast); dpmpp_2m / dpmpp_3m: DPM-Solver++(2M) / "
+                        "(3M), one model call per step (fastest, less exact per step); unipc: the 2M predictor with "
+                        "UniPC's free corrector, one call per step; ddpm: MDM's own ancestral sampler over every "
                         "diffusion step (default edm)")
     g.add_argument("--steps", type=int, default=40,
                    help="EDM Heun / DPM-Solver++ steps (default 40; ddpm uses all model steps)")
@@ -416,6 +420,8 @@ class Plan:
             return f"{seconds}, one window"
         lay = self.layout
         kind = "loop" if self.loop else "chain"
+        if lay.n_windows == 1 and lay.cyclic:
+            return f"{seconds} loop of one window of {lay.window} frames closing on itself (overlap {lay.overlap})"
         return f"{seconds} {kind} of {lay.n_windows} windows of {lay.window} frames overlapping by {lay.overlap}"
 
 
@@ -452,10 +458,10 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=device)
         x = sigmas[0].to(torch.float32) * noise
-        if sampler == "dpmpp_2m":
-            from motion_loop.sampling import sample_dpmpp_2m
+        if sampler != "edm":  # the one-call multistep samplers
+            from motion_loop.sampling import SAMPLERS
 
-            x0 = sample_dpmpp_2m(full, x, sigmas, cond=cond, progress=progress)
+            x0 = SAMPLERS[sampler](full, x, sigmas, cond=cond, progress=progress)
         else:
             x0 = sample_heun(full, x, sigmas, cond=cond, s_churn=s_churn,
                              generator=generator, progress=progress)

@@ -196,12 +196,114 @@ def sample_dpmpp_2m(
     return x
 
 
-SAMPLERS = {"heun": sample_heun, "euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
+def exponential_weights(h: float, nodes: list[float]) -> list[float]:
+    """Weights ``w_k`` of the exponential integrator step ``x_next = e^-h x + sum_k w_k D_k``
+    (probability-flow ODE in ``lambda = -log sigma``, x0-prediction ``D``), when ``D(lambda_cur + u)``
+    is taken to be the polynomial through the values ``D_k`` at offsets ``u = nodes[k]``.
+
+    The exact step is ``x(lambda_cur + h) = e^-h x + int_0^h e^-(h - u) D(u) du`` (DPM-Solver++,
+    Lu et al. 2022, eq. 9 with alpha = 1). With ``D(u) = sum_j c_j u^j`` it is
+    ``sum_j c_j psi_j(h)``, ``psi_j(h) = int_0^h e^-(h-u) u^j du`` (``psi_0 = 1 - e^-h``,
+    ``psi_j = h^j - j psi_{j-1}``), and ``c = V^-1 D`` with the Vandermonde ``V_kj = nodes[k]^j``,
+    so ``w = V^-T psi``. One node (0) is DPM-Solver++(1), Euler in lambda; nodes at earlier steps
+    make Adams-Bashforth-like multistep solvers (DPM-Solver++(kM) with exact phi functions); a node
+    at ``h`` makes the Adams-Moulton-like corrector of UniPC (Zhao et al. 2023).
+    """
+    m = len(nodes)
+    psi = [-math.expm1(-h)]
+    for j in range(1, m):
+        psi.append(h**j - j * psi[-1])
+    vander = torch.tensor([[u**j for j in range(m)] for u in nodes], dtype=torch.float64)
+    return torch.linalg.solve(vander.T, torch.tensor(psi, dtype=torch.float64)).tolist()
+
+
+@torch.no_grad()
+def sample_multistep(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    order: int = 3,
+    corrector: bool = False,
+    cond: dict | None = None,
+    callback: Callable[[dict], None] | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Multistep exponential integrator of the probability-flow ODE, one model call per step.
+
+    Order ``order`` (1-3, lower on the first steps, when fewer past predictions exist):
+    DPM-Solver++(3M) with exact phi functions for ``order=3`` (:func:`exponential_weights` over the
+    current and two previous predictions). With ``corrector`` (UniPC's UniC, Zhao et al. 2023),
+    each new prediction ``D(x_next)``, which the next step needs anyway, first corrects ``x_next``:
+    the step is redone with that prediction as one more node at ``u = h``, one order higher at no
+    extra model call (the next step still uses the prediction made at the uncorrected point, as
+    UniPC does). A step to sigma = 0 returns the prediction itself (lambda = inf).
+    Deterministic: no generator.
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order}")
+    cond = cond or {}
+    lambdas = [-math.log(float(s)) if s > 0 else math.inf for s in sigmas]
+    history: list[tuple[float, Tensor]] = []  # (lambda, D) of the last predictions, newest last
+    x_prev = None  # x at the previous level, for the corrector
+    for i in _steps(len(sigmas) - 1, progress, "sampling"):
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        denoised = denoiser(x, _sigma_batch(t_cur, x), **cond)
+        if corrector and x_prev is not None:
+            # Redo the previous step with this prediction as a node at its end (u = h).
+            lam_prev, h_prev = history[-1][0], lambdas[i] - history[-1][0]
+            past = history[-order + 1:] if order > 1 else []
+            nodes = [h_prev] + [lam - lam_prev for lam, _ in reversed(past)]
+            values = [denoised] + [d for _, d in reversed(past)]
+            x = _exp_step(x_prev, h_prev, nodes, values)
+        history = (history + [(lambdas[i], denoised)])[-3:]
+        if t_next == 0:
+            x = denoised  # lambda -> inf: the exponential integrator lands on the prediction
+        else:
+            h = lambdas[i + 1] - lambdas[i]
+            used = history[-order:]
+            nodes = [lam - lambdas[i] for lam, _ in reversed(used)]
+            x_prev, x = x, _exp_step(x, h, nodes, [d for _, d in reversed(used)])
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_cur, "sigma_hat": t_cur, "denoised": denoised})
+    return x
+
+
+def _exp_step(x: Tensor, h: float, nodes: list[float], values: list[Tensor]) -> Tensor:
+    out = x * math.exp(-h)
+    for weight, value in zip(exponential_weights(h, nodes), values):
+        out = out + weight * value
+    return out
+
+
+def sample_dpmpp_3m(denoiser: Denoiser, x: Tensor, sigmas: Tensor, **kwargs) -> Tensor:
+    """DPM-Solver++(3M), exact phi functions: :func:`sample_multistep` of order 3."""
+    return sample_multistep(denoiser, x, sigmas, order=3, **kwargs)
+
+
+def sample_unipc(denoiser: Denoiser, x: Tensor, sigmas: Tensor, **kwargs) -> Tensor:
+    """UniPC-like: the order-2 multistep predictor with the free order-3 corrector (UniC)."""
+    return sample_multistep(denoiser, x, sigmas, order=2, corrector=True, **kwargs)
+
+
+SAMPLERS = {"heun": sample_heun, "euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m,
+            "dpmpp_3m": sample_dpmpp_3m, "unipc": sample_unipc}
 
 
 def evaluations(sampler: str, sigmas: Tensor) -> int:
     """Model evaluations a sampler makes over ``sigmas`` (Heun skips its correction on a step to 0)."""
-    steps = len(sigmas) - 1
+    return len(evaluation_sigmas(sampler, sigmas))
+
+
+def evaluation_sigmas(sampler: str, sigmas: Tensor) -> list[float]:
+    """The noise levels at which a deterministic sampler calls the denoiser, in order: Heun at
+    each step's start and (unless it ends at 0) its end; the one-call samplers at each step's start.
+    What a call costs can depend on the level (the ``seamless`` collage drops its overlap rows at
+    low noise)."""
+    levels = [float(s) for s in sigmas]
     if sampler == "heun":
-        return 2 * steps - int(bool(sigmas[-1] == 0))
-    return steps
+        out = []
+        for t_cur, t_next in zip(levels[:-1], levels[1:]):
+            out += [t_cur] + ([t_next] if t_next > 0 else [])
+        return out
+    return levels[:-1]

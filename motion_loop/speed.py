@@ -64,7 +64,8 @@ def fill_canvas(layout, canvas: int):
     more context at no cost; on the demo model (6 s loops, 10 kinds, seed 0) 2 x 110 overlapping by 50
     had a median seam jerk of 3.31 against 4.44 for 2 x 90 overlapping by 30, seam velocity 1.11
     against 1.61, kind accuracy 1.00 both. A ``mask_frames`` model pays for every frame, so it keeps
-    the layout it is given."""
+    the layout it is given. (A loop that fits the canvas can also be one window closing on itself,
+    :func:`one_window_cycle`, for half the rows; not the default: see there.)"""
     from motion_loop.collage import Layout
 
     stride = layout.stride
@@ -73,3 +74,24 @@ def fill_canvas(layout, canvas: int):
         return Layout(stride + overlap, overlap, layout.n_windows, layout.cyclic)
     except ValueError:
         return layout
+
+
+def one_window_cycle(layout, canvas: int):
+    """A loop short enough to fit the canvas with room to spare as ONE window that wraps onto
+    itself (``Layout(length + o, o, 1, cyclic=True)``, ``o`` grown as :func:`fill_canvas` grows
+    overlaps), when its overlap is at least ``layout``'s: half the rows of a two-window cycle
+    (1 window + 1 overlap, x2 for guidance) with no less context at the seam. None otherwise
+    (chains, loops too long for the canvas). ``--num_windows 1`` asks for it. Not the default:
+    on the demo model (72-frame loops on its 120-frame window, 10 kinds x 6 seeds) its seams had
+    the same medians as two windows' but a heavier tail (mean seam/interior velocity 1.70 against
+    1.16, edge/midway jerk 1.86 against 1.22); see benchmarks/RESULTS.md, "Full-size loops in
+    seconds"."""
+    from motion_loop.collage import Layout
+
+    if not layout.cyclic or layout.n_windows < 2:
+        return None
+    length = layout.length
+    overlap = min(canvas - length, length - max(1, length // 6))
+    if overlap < layout.overlap:
+        return None
+    return Layout(length + overlap, overlap, 1, cyclic=True)

@@ -76,7 +76,11 @@ def test_bench_render_measures_both_renderers():
 def test_bench_fast_times_every_case():
     out = run("bench_fast.py", "--tiny", "--seconds", "6", "--dtypes", "fp32", "--threads", "1", "--repeats", "1",
               "--evals", "1")
-    assert "| 6 s | 2 x 90 (overlap 30) | fp32 | 1 | canvas |" in out and "Heun 40 (former default) 79" in out
+    # a canvas model's 6 s loop: two windows (8 rows per evaluation above the seamless switch, 4 below)
+    # against one window closing on itself (4 / 2); evaluations counted on each side of the switch
+    assert "| 6 s | two windows: 2 x 110 (overlap 50) | 8 / 4 | fp32 | 1 | canvas |" in out
+    assert "| 6 s | one window: 1 x 196 (overlap 76) | 4 / 2 | fp32 | 1 | canvas |" in out
+    assert "heun:40 79 (55 / 24)" in out
     out = run("bench_fast.py", "--tiny", "--seconds", "6", "--dtypes", "fp32", "--threads", "1", "--repeats", "1",
               "--evals", "1", "--mask_frames")
     assert "| packed |" in out and "| padded |" in out
@@ -89,9 +93,9 @@ def test_bench_steps_compares_settings_with_the_reference():
               "--kinds", "walk", "--seconds", "3", "--reference", "heun:3", "--settings", "heun:2", "dpmpp_2m:2",
               "heun:2:bf16")
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert rows["heun:3 (reference)"].split("|")[3].strip() == "0.00 / 0.00"  # the reference against itself
-    assert float(rows["heun:2"].split("|")[3].split("/")[0]) > 0
-    assert rows["heun:2:bf16"].split("|")[8].strip() != ""  # bf16 against fp32 of the same setting
+    assert rows["heun:3 (reference)"].split("|")[4].strip() == "0.00 / 0.00"  # the reference against itself
+    assert float(rows["heun:2"].split("|")[4].split("/")[0]) > 0
+    assert rows["heun:2:bf16"].split("|")[9].strip() != ""  # bf16 against fp32 of the same setting
 
 
 SEGMENT_METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",

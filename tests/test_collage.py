@@ -102,6 +102,41 @@ def test_cycle_layout_wraps_around():
     assert layout.coverage().sum() == 3 * 10
 
 
+@pytest.mark.parametrize("method", ["condind", "seamless"])
+def test_one_window_cycle_reproduces_ar1_statistics_everywhere(method):
+    # One window longer than the loop, closing on itself: its last 9 frames are its first 9. For
+    # Markov data the factor graph window / overlap is still exact: the wrap pair (L-1, 0) too.
+    # (A loop of 55 frames, as the five-window cycle above: a ring much shorter than the AR(1)'s
+    # memory would have a larger variance.)
+    layout = Layout(window=64, overlap=9, n_windows=1, cyclic=True)
+    samples, den = sample_collage(layout, method)
+    var, corr = adjacent_stats(samples, cyclic=True)
+    assert var.min() >= 0.9 and var.max() <= 1.1, var
+    assert (corr - RHO).abs().max() <= 0.1, corr
+    assert len(corr) == layout.length == 55
+    # condind: 1 window + 1 overlap row per sample and evaluation, half of a two-window cycle
+    if method == "condind":
+        assert den.rows == 3000 * 2 * (2 * 60 - 1)
+
+
+def test_one_window_cycle_layout():
+    layout = Layout(window=10, overlap=4, n_windows=1, cyclic=True)
+    assert layout.length == 6 and layout.n_overlaps == 1
+    assert layout.window_index[0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+    assert layout.overlap_index[0].tolist() == [0, 1, 2, 3]  # the window's two ends
+    assert layout.coverage().tolist() == [2, 2, 2, 2, 1, 1]
+    for method in ("condind", "avg", "crossfade"):
+        w_coef, o_coef = layout.coefficients(method)
+        total = torch.zeros(layout.length, dtype=torch.float64)
+        total.index_add_(0, layout.window_index.flatten(), w_coef.flatten().double())
+        total.index_add_(0, layout.overlap_index.flatten(), o_coef.flatten().double())
+        torch.testing.assert_close(total, torch.ones_like(total))
+    for method in METHODS:  # a frame-wise denoiser composes to itself, whatever the shift
+        den = CollageDenoiser(lambda x, sigma, pieces: 0.5 * x, layout, method)
+        x = torch.randn(2, 3, layout.length, dtype=torch.float64)
+        torch.testing.assert_close(den(x, torch.tensor(3.0)), 0.5 * x)
+
+
 @pytest.mark.parametrize("cyclic", [False, True])
 @pytest.mark.parametrize("method", ["condind", "avg", "crossfade"])
 @pytest.mark.parametrize("window,overlap,n", [(16, 8, 3), (16, 1, 4), (9, 4, 2), (20, 7, 5)])
@@ -273,7 +308,7 @@ def test_padded_inner_gets_one_call_per_evaluation_and_same_result():
         dict(window=0, overlap=0, n_windows=3),
         dict(window=10, overlap=2, n_windows=0),
         dict(window=10, overlap=-1, n_windows=2),
-        dict(window=10, overlap=3, n_windows=1, cyclic=True),  # too few windows for a cycle
+        dict(window=10, overlap=6, n_windows=1, cyclic=True),  # one window closing on itself: overlap > w/2
         dict(window=10, overlap=5, n_windows=2, cyclic=True),  # windows as long as the loop
     ],
 )

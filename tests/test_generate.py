@@ -285,14 +285,15 @@ def test_seamless_collage_is_the_default_and_the_others_stay_selectable(tiny, tm
         assert parser.parse_args(["--text_prompt", "a person walks", "--collage", method]).collage == method
 
 
-def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys):
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "unipc"])
+def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys, sampler):
     out_dir = tmp_path / "fast"
     out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
-                     "--sampler", "dpmpp_2m", "--dtype", "bf16", "--threads", "1", "--no-render", "--no-bvh",
+                     "--sampler", sampler, "--dtype", "bf16", "--threads", "1", "--no-render", "--no-bvh",
                      "--output_dir", str(out_dir)), capsys)
-    assert "dpmpp_2m sampler, bf16, 1 thread(s)" in out
+    assert f"{sampler} sampler, bf16, 1 thread(s)" in out
     run = json.loads((out_dir / "run.json").read_text())
-    assert run["sampler"] == "dpmpp_2m" and run["dtype"] == "bf16" and run["threads"] == 1
+    assert run["sampler"] == sampler and run["dtype"] == "bf16" and run["threads"] == 1
     assert run["steps"] == 4  # one model call per step
     assert np.isfinite(np.load(out_dir / "features.npy")).all()
 
@@ -313,3 +314,10 @@ def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
     layout = json.loads((out_dir / "run.json").read_text())["layout"]
     # 40 frames = 2 windows of stride 20; the 60-frame canvas costs the same, so overlaps grow from 10 to 17
     assert (layout["n_windows"], layout["window"], layout["overlap"]) == (2, 37, 17)
+    # --num_windows 1: one window closing on itself, grown to the canvas (half the rows)
+    out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
+                     "--num_windows", "1", "--no-render", "--no-bvh", "--output_dir", str(tmp_path / "one"),
+                     model=model_path), capsys)
+    assert "loop of one window of 60 frames closing on itself (overlap 20)" in out
+    layout = json.loads((tmp_path / "one" / "run.json").read_text())["layout"]
+    assert (layout["n_windows"], layout["window"], layout["overlap"]) == (1, 60, 20)

@@ -47,3 +47,19 @@ def test_fill_canvas_keeps_the_windows_starts_and_grows_the_overlaps():
     assert (tight.window, tight.overlap) == (160, 60)
     chain = fill_canvas(Layout(150, 50, 3, cyclic=False), 196)
     assert chain.length == Layout(150, 50, 3).length + (chain.overlap - 50) and chain.stride == 100
+
+
+def test_a_loop_that_fits_the_canvas_can_be_one_window_closing_on_itself():
+    from motion_loop.collage import Layout
+    from motion_loop.speed import fill_canvas, one_window_cycle
+
+    six = one_window_cycle(Layout(90, 30, 2, cyclic=True), 196)  # a 6 s loop: 120 frames + 76 wrapped
+    assert (six.window, six.overlap, six.n_windows, six.cyclic, six.length) == (196, 76, 1, True, 120)
+    three = one_window_cycle(Layout(45, 15, 2, cyclic=True), 196)  # overlap 5/6 of the loop at most
+    assert (three.window, three.overlap, three.n_windows, three.length) == (110, 50, 1, 60)
+    # one window would overlap 56 frames, less than the 59 of two windows on the canvas
+    assert one_window_cycle(fill_canvas(Layout(105, 35, 2, cyclic=True), 196), 196) is None
+    # --num_windows 1 (choose_layout's window of 1.5 loops), grown on the canvas: the same one window
+    assert fill_canvas(Layout(180, 60, 1, cyclic=True), 196) == six
+    assert one_window_cycle(Layout(150, 50, 2, cyclic=True), 196) is None  # 10 s: longer than the canvas
+    assert one_window_cycle(Layout(150, 50, 3), 196) is None  # chains keep their windows
