@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from motion_loop.speed import default_threads, free_cores, resolve_dtype, set_threads
+from motion_loop.speed import busy_cores, default_threads, free_cores, resolve_dtype, set_threads
 
 
 def test_free_cores_follow_the_load():
@@ -63,3 +63,39 @@ def test_a_loop_that_fits_the_canvas_can_be_one_window_closing_on_itself():
     assert fill_canvas(Layout(180, 60, 1, cyclic=True), 196) == six
     assert one_window_cycle(Layout(150, 50, 2, cyclic=True), 196) is None  # 10 s: longer than the canvas
     assert one_window_cycle(Layout(150, 50, 3), 196) is None  # chains keep their windows
+
+
+def test_busy_cores_read_the_kernels_counters(tmp_path):
+    stat = tmp_path / "stat"
+    # a fake /proc/stat whose counters move while busy_cores sleeps: 3 of 4 ticks busy on 2 cores
+    lines = iter(["cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n", "cpu  130 0 60 810 50 0 0 0 0 0\n"])
+
+    class MovingStat(type(stat)):
+        def read_text(self, *args, **kwargs):
+            return next(lines)
+
+    assert busy_cores(0.0, cpu_count=2, stat=MovingStat(stat)) == pytest.approx(2 * 40 / 50)
+    assert busy_cores(0.0, cpu_count=2, stat=tmp_path / "missing") is None
+    stat.write_text("garbage\n")
+    assert busy_cores(0.0, cpu_count=2, stat=stat) is None
+
+
+def test_busy_cores_see_a_busy_thread():
+    import threading
+
+    if busy_cores(0.01) is None:
+        pytest.skip("no /proc/stat on this system (not Linux)")
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        busy = busy_cores(0.3)  # at least one core's worth: the spinning thread (and anything else running)
+    finally:
+        stop.set()
+        worker.join()
+    assert busy > 0.8
