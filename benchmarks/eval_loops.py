@@ -26,6 +26,7 @@ from motion_loop.baselines import METHODS
 from motion_loop.diffusion import MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, evaluations
 from motion_loop.metrics import _next_repetition, foot_skating_ratio, jerk_profile, loop_seam_report
 
 from bench_speed import OthersMeter  # benchmarks/ is on the path when this script runs
@@ -241,7 +242,10 @@ def main() -> None:
     p.add_argument("--window", type=int, default=None, help="window frames (default: the CLI's choice)")
     p.add_argument("--overlap", type=int, default=None, help="overlap frames (default: the CLI's choice)")
     p.add_argument("--num_windows", type=int, default=None, help="windows (default: the CLI's choice)")
-    p.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40)")
+    p.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc"), default=DEFAULT_SAMPLER,
+                   help=f"sampler of every row, as python -m sample's --sampler (default {DEFAULT_SAMPLER}, its "
+                        "default); rows with churn need edm and are left out otherwise")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
     p.add_argument("--methods", nargs="+", default=[r[0] for r in RUNS], choices=[r[0] for r in RUNS],
                    help="which rows to run (default all)")
@@ -268,6 +272,8 @@ def main() -> None:
     layout = choose_layout(round(args.seconds * fps), config.max_frames, not args.chain, args.window, args.overlap,
                            args.num_windows)
     sampler_of = {label: method for label, method, _, _ in RUNS}
+    if args.sampler != "edm":  # churn is Heun's
+        args.methods = [m for m in args.methods if not dict((r[0], r[2]) for r in RUNS)[m]]
     if args.chain:
         if layout is None:
             raise SystemExit(f"a {args.seconds} s motion fits one window: ask for a longer chain (--seconds)")
@@ -286,7 +292,8 @@ def main() -> None:
     print(f"model {args.model_path} ({sum(p.numel() for p in loaded.model.parameters()):,} parameters, "
           f"max {config.max_frames} frames), stats {stats_dir}")
     print(f"{'chain' if args.chain else 'loop'} {layout.length} frames = {layout.n_windows} windows of {layout.window} overlapping by {layout.overlap}; "
-          f"{len(sigmas) - 1} Heun steps, guidance {args.guidance}; {len(prompts)} prompts x {len(args.seeds)} seeds; "
+          f"{len(sigmas) - 1} {args.sampler} steps ({evaluations(args.sampler, sigmas)} "
+          f"model calls), guidance {args.guidance}; {len(prompts)} prompts x {len(args.seeds)} seeds; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"motion-kind classifier: {'motion_loop.evaluation.KindClassifier.fit_procedural()' if classify else 'absent (accuracy n/a)'}")
 
@@ -295,7 +302,7 @@ def main() -> None:
         # warm-up (first calls allocate): two steps of each sampler
         for label in args.methods:
             METHODS[sampler_of[label]](denoiser, layout, shape, sigmas[-3:], cond={"text_embed": text},
-                            generator=torch.Generator(device).manual_seed(0), device=device)
+                            generator=torch.Generator(device).manual_seed(0), device=device, sampler=args.sampler)
         samples = {}  # (sampler, churn, seed) -> (x0, timing): rows that differ in decoding only sample once
         for label, method, churn, fusion in [r for r in RUNS if r[0] in args.methods]:
             results[label] = []
@@ -304,7 +311,7 @@ def main() -> None:
                     generator = torch.Generator(device).manual_seed(seed)
                     with OthersMeter() as meter:
                         x0 = METHODS[method](denoiser, layout, shape, sigmas, cond={"text_embed": text}, s_churn=churn,
-                                             generator=generator, device=device)
+                                             generator=generator, device=device, sampler=args.sampler)
                         if device.type == "cuda":
                             torch.cuda.synchronize(device)
                     samples[method, churn, seed] = x0, {"seconds_per_loop": meter.wall / len(prompts),
@@ -328,7 +335,7 @@ def main() -> None:
     print()
     print(markdown_tables(results, columns))
     print(f"\nWall time per loop (one batch of {len(prompts)} prompts per seed, divided by {len(prompts)}; "
-          f"min / median / max over the {len(args.seeds)} seeds; {len(sigmas) - 1} Heun steps):\n")
+          f"min / median / max over the {len(args.seeds)} seeds; {len(sigmas) - 1} {args.sampler} steps):\n")
     print("| method | s / loop, min | median | max | CPU share other processes took, max over seeds |")
     print("|---|---|---|---|---|")
     for label, runs in results.items():

@@ -1,8 +1,9 @@
 """Loop samplers to compare DiffCollage with: one call each, the same signature, any EDM denoiser.
 
 Every sampler makes ``[B, *features, layout.length]`` from a window denoiser
-``D(x [R, *features, frames], sigma [R], **cond) -> x0`` (e.g. :class:`MDMDenoiser`) with Heun
-steps (EDM Algorithm 2) over the same ``sigmas``:
+``D(x [R, *features, frames], sigma [R], **cond) -> x0`` (e.g. :class:`MDMDenoiser`) with the
+same sampler (``sampler``: a name of :func:`motion_loop.sampling.run_sampler`, EDM Heun steps by
+default) over the same ``sigmas``:
 
 - ``sample_collage``: DiffCollage over the layout's windows and overlaps (``seamless``, ``condind``
   or ``avg``), all pieces in one batched call per evaluation.
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from motion_loop.collage import CollageDenoiser, Layout
-from motion_loop.sampling import Denoiser, sample_heun
+from motion_loop.sampling import Denoiser, run_sampler
 
 _FORWARDED = ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod")
 
@@ -82,20 +83,23 @@ def _initial_noise(shape: tuple[int, ...], sigmas: Tensor, generator: torch.Gene
 def sample_collage(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], sigmas: Tensor, *,
                    method: str = "condind", cond: dict | None = None, s_churn: float = 0.0,
                    generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                   progress: bool = False) -> Tensor:
+                   progress: bool = False, sampler: str = "heun") -> Tensor:
     """DiffCollage over ``layout``: ``[*shape, layout.length]`` (``shape = (B, *features)``)."""
     x = _initial_noise((*shape, layout.length), sigmas, generator, device)
     collage = CollageDenoiser(denoiser, layout, method, generator=generator)
-    return sample_heun(collage, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator, progress=progress)
+    return run_sampler(sampler, collage, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator,
+                       progress=progress)
 
 
 def sample_independent(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...], sigmas: Tensor, *,
                        cond: dict | None = None, s_churn: float = 0.0, generator: torch.Generator | None = None,
-                       device: torch.device | str | None = None, progress: bool = False) -> Tensor:
+                       device: torch.device | str | None = None, progress: bool = False,
+                       sampler: str = "heun") -> Tensor:
     """One plain sample of ``layout.length`` frames, ``[*shape, layout.length]``: the loop made by
     playing an ordinary motion over and over (the denoiser must take that many frames)."""
     x = _initial_noise((*shape, layout.length), sigmas, generator, device)
-    return sample_heun(denoiser, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator, progress=progress)
+    return run_sampler(sampler, denoiser, x, sigmas.to(x.device), cond=cond, s_churn=s_churn, generator=generator,
+                       progress=progress)
 
 
 def outpainting_masks(layout: Layout) -> list[Tensor]:
@@ -120,10 +124,10 @@ def sample_outpainting(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...
                        cond: dict | None = None, s_churn: float = 0.0, generator: torch.Generator | None = None,
                        device: torch.device | str | None = None, progress: bool = False,
                        callback: Callable[[int, Tensor], None] | None = None,
-                       window_cond: Callable[[int], dict] | None = None) -> Tensor:
+                       window_cond: Callable[[int], dict] | None = None, sampler: str = "heun") -> Tensor:
     """Sequential outpainting by replacement over the windows of ``layout``, ``[*shape, layout.length]``.
 
-    Window i (``layout.window_index[i]``) is sampled with Heun steps over ``sigmas`` through a
+    Window i (``layout.window_index[i]``) is sampled with ``sampler`` over ``sigmas`` through a
     :class:`ReplacementDenoiser` that holds the frames of :func:`outpainting_masks` at the values
     made so far; those frames are then copied in exactly (the sampler reaches them only up to
     rounding). n windows cost n sequential samplings of one window each. ``cond`` goes to every
@@ -139,7 +143,7 @@ def sample_outpainting(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...
         mask = mask.to(x.device)
         known = out[..., index]
         window_denoiser = ReplacementDenoiser(denoiser, known, mask, generator) if bool(mask.any()) else denoiser
-        window = sample_heun(window_denoiser, x, sigmas.to(x.device),
+        window = run_sampler(sampler, window_denoiser, x, sigmas.to(x.device),
                              cond=window_cond(i) if window_cond is not None else cond, s_churn=s_churn,
                              generator=generator, progress=progress)
         out[..., index] = torch.where(mask, known, window)
@@ -151,7 +155,7 @@ def sample_outpainting(denoiser: Denoiser, layout: Layout, shape: tuple[int, ...
 def sample_blended_segments(denoiser: Denoiser, bounds: list[int], length: int, blend: int, shape: tuple[int, ...],
                             sigmas: Tensor, *, segment_cond: Callable[[int], dict], cyclic: bool,
                             s_churn: float = 0.0, generator: torch.Generator | None = None,
-                            device: torch.device | str | None = None) -> Tensor:
+                            device: torch.device | str | None = None, sampler: str = "heun") -> Tensor:
     """Independent segments joined by a linear blend, ``[*shape, length]``.
 
     Segment k covers frames ``[bounds[k], bounds[k+1])`` (``bounds[0] = 0``, ``bounds[-1] = length``)
@@ -165,7 +169,8 @@ def sample_blended_segments(denoiser: Denoiser, bounds: list[int], length: int, 
     for k in range(len(bounds) - 1):
         start, stop = bounds[k] - half, bounds[k + 1] + half
         x = _initial_noise((*shape, stop - start), sigmas, generator, device)
-        sample = sample_heun(denoiser, x, sigmas.to(x.device), cond=segment_cond(k), s_churn=s_churn, generator=generator)
+        sample = run_sampler(sampler, denoiser, x, sigmas.to(x.device), cond=segment_cond(k), s_churn=s_churn,
+                             generator=generator)
         if out is None:
             out, weight = x.new_zeros((*shape, length)), x.new_zeros(length)
         # Ramp weights: 0 -> 1 over the first blend frames, 1 -> 0 over the last, 1 between.

@@ -247,7 +247,7 @@ class Worker:
         texts = [job.prompt for job in jobs]
         plan = generate.Plan(texts, 1, setup.frames, setup.layout, args.loop, setup.fps)
         noise = None
-        if args.sampler == "edm":  # each motion starts from its own seed's draw
+        if args.sampler != "ddpm":  # each motion starts from its own seed's draw (ddpm draws its own)
             length = setup.layout.length if setup.layout is not None else setup.frames
             noise = torch.cat([torch.randn((1, setup.config.n_feats, 1, length), device=setup.device,
                                            generator=torch.Generator(setup.device).manual_seed(job.seed))

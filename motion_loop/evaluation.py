@@ -29,6 +29,7 @@ import numpy as np
 from motion_loop.errors import UserError, run_cli
 from motion_loop.humanml import joints_to_features
 from motion_loop.procedural import KINDS, make_dataset
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 from motion_loop.skeleton import FPS, PARENTS
 
 # Left/right joint pairs of the 22-joint skeleton (hips, knees, ankles, feet, collars, shoulders,
@@ -148,11 +149,11 @@ def evaluation_prompts(split: str, n_per_kind: int, seed: int, kinds=KINDS) -> l
 
 
 def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loop: bool = False,
-                    guidance: float = 2.5, steps: int = 40, seed: int = 0, batch_size: int = 64,
+                    guidance: float = 2.5, steps: int = DEFAULT_STEPS, seed: int = 0, batch_size: int = 64,
                     device: str = "cpu", collage: str = "seamless", caption_bank: bool = True,
-                    with_features: bool = False, velocity_fusion: bool = True):
+                    with_features: bool = False, velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER):
     """Joint positions ``[T, 22, 3]`` of one sample per prompt, made as ``python -m sample`` makes
-    them (EDM Heun, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period, composed
+    them (its sampler by default, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period, composed
     by ``collage``, the CLI's default for one action; positions decoded with ``velocity_fusion``, as
     the CLI does), before foot locking. ``with_features``: also their HumanML3D features ``[T, 263]``
     (the model's): (joints, features)."""
@@ -175,7 +176,7 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
     with torch.inference_mode():
         for first in range(0, len(prompts), batch_size):
             chunk = list(prompts[first: first + batch_size])
-            x0, _ = sample_features(plan, denoiser, encoder.encode(chunk).to(device), generator, sampler="edm",
+            x0, _ = sample_features(plan, denoiser, encoder.encode(chunk).to(device), generator, sampler=sampler,
                                     steps=steps, s_churn=0.0, collage=collage, progress=False)
             raw, positions = decode(x0, normalizer, velocity_fusion=velocity_fusion, cyclic=loop)
             features.extend(raw)
@@ -185,8 +186,8 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
 
 def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loop: bool = False,
                    classifier: KindClassifier | None = None, prompt_seed: int = 2024, seed: int = 0,
-                   guidance: float = 2.5, steps: int = 40, device: str = "cpu", caption_bank: bool = True,
-                   collage: str = "seamless", velocity_fusion: bool = True) -> dict:
+                   guidance: float = 2.5, steps: int = DEFAULT_STEPS, device: str = "cpu", caption_bank: bool = True,
+                   collage: str = "seamless", velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER) -> dict:
     """Kind accuracy of generated motions for training captions and held-out paraphrases, and the
     foot skating ratio (GMD) of each kind's samples, as the model made them and with feet locked
     (`foot_lock.lock_feet`, as ``python -m sample`` writes them)."""
@@ -194,14 +195,15 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
     from motion_loop.metrics import foot_skating_ratio
 
     classifier = classifier or KindClassifier.fit_procedural()
-    report = {"seconds": seconds, "loop": loop, "n_per_kind": n_per_kind, "guidance": guidance, "steps": steps,
+    report = {"seconds": seconds, "loop": loop, "n_per_kind": n_per_kind, "guidance": guidance,
+              "sampler": sampler, "steps": steps,
               "caption_bank": caption_bank, "collage": collage, "velocity_fusion": velocity_fusion}
     for split in ("train", "heldout"):
         pairs = evaluation_prompts(split, n_per_kind, prompt_seed)
         joints, features = generate_joints(model_path, [p for p, _ in pairs], seconds=seconds, loop=loop,
                                            guidance=guidance, steps=steps, seed=seed, device=device,
                                            caption_bank=caption_bank, with_features=True, collage=collage,
-                                           velocity_fusion=velocity_fusion)
+                                           velocity_fusion=velocity_fusion, sampler=sampler)
         kinds = [k for _, k in pairs]
         result = accuracy_by_kind(classifier.predict(joints), kinds)
         locked = [lock_feet(j, toe_contacts(f), loop=loop) for j, f in zip(joints, features)]
@@ -235,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop", action=argparse.BooleanOptionalAction, default=False,
                    help="sample DiffCollage loops instead of single windows")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
-    p.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40)")
+    p.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc"), default=DEFAULT_SAMPLER,
+                   help=f"sampler, as python -m sample's --sampler (default {DEFAULT_SAMPLER}, its default)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--prompt_seed", type=int, default=2024, help="seed of the evaluation prompts (default 2024)")
     p.add_argument("--classifier_seed", type=int, default=12345, help="seed of the classifier's procedural sample")
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                                 classifier=classifier, prompt_seed=args.prompt_seed, seed=args.seed,
                                 guidance=args.guidance, steps=args.steps, device=args.device,
                                 caption_bank=args.caption_bank, collage=args.collage,
-                                velocity_fusion=args.velocity_fusion)
+                                velocity_fusion=args.velocity_fusion, sampler=args.sampler)
         text = json.dumps(report, indent=1)
         print(text)
         if args.output:

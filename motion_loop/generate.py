@@ -23,6 +23,7 @@ from motion_loop.collage import METHODS as COLLAGE_METHODS
 from motion_loop.collage import CollageDenoiser, Layout
 from motion_loop import safety
 from motion_loop.errors import UserError, printable, run_cli
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 from motion_loop.segments import BOUNDARY_MODES, DEFAULT_BOUNDARY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ HUMANML_STATS = Path("dataset/HumanML3D")
 KIT_STATS = Path("dataset/KIT-ML")  # MDM's place for KIT-ML's Mean.npy / Std.npy (251 features)
 MIN_LOOP_FRAMES = 20  # two windows of 15 frames overlapping by 5: anything shorter is not a motion
 MAX_SECONDS = 600.0
+SAMPLER_NAMES = ("edm", "dpmpp_2m", "dpmpp_3m", "unipc", "ddpm")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,22 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
 
     g = p.add_argument_group("sampler")
-    g.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc", "ddpm"), default="edm",
-                   help="edm: Heun steps over MDM as an EDM denoiser (fast); dpmpp_2m / dpmpp_3m: DPM-Solver++(2M) / "
-                        "(3M), one model call per step (fastest, less exact per step); unipc: the 2M predictor with "
-                        "UniPC's free corrector, one call per step; ddpm: MDM's own ancestral sampler over every "
-                        "diffusion step (default edm)")
-    g.add_argument("--steps", type=int, default=40,
-                   help="EDM Heun / DPM-Solver++ steps (default 40; ddpm uses all model steps)")
+    g.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER,
+                   help="dpmpp_3m: DPM-Solver++(3M), one model call per step; edm: Heun steps over MDM as an EDM "
+                        "denoiser (two calls per step; the only one with --s_churn); dpmpp_2m: DPM-Solver++(2M); "
+                        "unipc: the 2M predictor with UniPC's free corrector, one call per step; ddpm: MDM's own "
+                        f"ancestral sampler over every diffusion step (default {DEFAULT_SAMPLER}: the smoothest loops "
+                        "per second measured, benchmarks/RESULTS.md)")
+    g.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"sampler steps (default {DEFAULT_STEPS}; ddpm uses all model steps)")
     g.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
                    help="model precision: auto picks the measured default of the device (fp32 on CPU and GPU: bf16 "
                         "moves a loop by ~2 cm); bf16 is meant for GPUs (on CPUs without native bf16 it is 4-6x "
                         "slower) (default auto)")
     g.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: the cores other processes leave free, by the load average; "
+                   help="torch CPU threads (default: the cores other processes leave free, measured over 0.1 s; "
                         "threads beyond that make sampling several times slower)")
     g.add_argument("--s_churn", type=float, default=0.0,
-                   help="EDM stochastic churn (0 = deterministic ODE; the DiffCollage seed uses 10) (default 0)")
+                   help="EDM stochastic churn, with --sampler edm (0 = deterministic ODE; the DiffCollage seed uses 10) "
+                        "(default 0)")
 
     g = p.add_argument_group("outputs")
     g.add_argument("--velocity_fusion", action=argparse.BooleanOptionalAction, default=True,
@@ -228,6 +232,8 @@ def check_numbers(args) -> None:
         raise UserError(f"--guidance_param must be >= 0, got {args.guidance_param}")
     if not math.isfinite(args.s_churn) or args.s_churn < 0:
         raise UserError(f"--s_churn must be >= 0, got {args.s_churn}")
+    if args.s_churn and args.sampler != "edm":
+        raise UserError(f"--s_churn needs the Heun sampler: add --sampler edm (--sampler {args.sampler} is deterministic)")
     safety.check_bounds(args)
 
 
@@ -438,7 +444,7 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     :attr:`motion_loop.segments.SegmentRun.max_shift`); None: up to a stride.
     """
     from motion_loop.diffusion import ddpm_sample, vp_model_fn
-    from motion_loop.sampling import sample_heun
+    from motion_loop.sampling import run_sampler
 
     device = text_embed.device
     length = plan.layout.length if plan.layout is not None else plan.frames
@@ -458,13 +464,7 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=device)
         x = sigmas[0].to(torch.float32) * noise
-        if sampler != "edm":  # the one-call multistep samplers
-            from motion_loop.sampling import SAMPLERS
-
-            x0 = SAMPLERS[sampler](full, x, sigmas, cond=cond, progress=progress)
-        else:
-            x0 = sample_heun(full, x, sigmas, cond=cond, s_churn=s_churn,
-                             generator=generator, progress=progress)
+        x0 = run_sampler(sampler, full, x, sigmas, cond=cond, s_churn=s_churn, generator=generator, progress=progress)
         n_steps = len(sigmas) - 1
     x0 = finish(x0) if finish is not None else x0
     return x0[..., : plan.frames], n_steps

@@ -21,7 +21,7 @@ def test_eval_loops_compares_every_method(tmp_path):
     model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
     stats = shared_path("humanml3d", "Mean.npy").parent
     out = run("eval_loops.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text",
-              "--seeds", "0", "--kinds", "walk", "wave", "--steps", "3", "--seconds", "3",
+              "--seeds", "0", "--kinds", "walk", "wave", "--sampler", "edm", "--steps", "3", "--seconds", "3",
               "--plot", str(tmp_path / "profile.png"), "--json", str(tmp_path / "runs.json"))
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
     assert list(results) == ["DiffCollage seamless", "DiffCollage condind", "DiffCollage avg", "independent, wrapped",
@@ -47,6 +47,7 @@ def test_eval_loops_measures_chains(tmp_path):
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
     assert list(results) == ["DiffCollage seamless", "DiffCollage condind"]  # chains come from collages only
     assert "chain 100 frames = 3 windows of 40 overlapping by 10" in out and not (tmp_path / "profile.png").exists()
+    assert "3 dpmpp_3m steps (3 model calls)" in out  # python -m sample's sampler unless --sampler says
     for (row,) in results.values():
         assert "jerk_ratio" not in row and row["edge_midway"] > 0 and row["worst_jerk_ratio"] > 1
 

@@ -62,7 +62,7 @@ def test_loop_writes_results_video_and_seam_report(tiny, tmp_path, capsys):
     layout = Layout(run["layout"]["window"], run["layout"]["overlap"], run["layout"]["n_windows"], True)
     assert layout.length == 60 and layout.window <= 60
     assert len(run["seam_reports"]) == 2 and run["seam_reports"][0]["velocity_ratio"] > 0
-    assert run["sampler"] == "edm" and run["seed"] == 10
+    assert run["sampler"] == "dpmpp_3m" and run["seed"] == 10  # the default sampler
     videos = sorted(p.name for p in out_dir.glob("sample*_rep*.mp4"))
     assert videos == ["sample00_rep00.mp4", "sample00_rep01.mp4"]
     bvh = (out_dir / "sample00_rep01.bvh").read_text()
@@ -169,7 +169,7 @@ def test_input_text_batches_and_ddpm_sampler(tiny, tmp_path, capsys):
 
 def test_same_seed_same_motion_and_default_folder_is_never_reused(tiny, capsys):
     argv = cli(tiny, "--text_prompt", "a person walks.", "--motion_length", "2", "--num_repetitions", "1",
-               "--no-render", "--s_churn", "5")
+               "--no-render", "--sampler", "edm", "--s_churn", "5")
     run_ok(argv, capsys)
     run_ok(argv, capsys)
     first = tiny["model"].parent / "samples_ckpt_000000007_seed10_a_person_walks"
@@ -205,6 +205,7 @@ def test_existing_output_dir_needs_overwrite_and_keeps_user_files(tiny, tmp_path
         (["--text_prompt", "a", "--loop", "--window", "40", "--overlap", "30"], "half"),
         (["--text_prompt", "a", "--num_repetitions", "0"], "num_repetitions"),
         (["--text_prompt", "a", "--steps", "-1"], "steps"),
+        (["--text_prompt", "a", "--s_churn", "5"], "--sampler edm"),  # the default sampler is deterministic
         (["--text_prompt", "a", "--threads", "0"], "threads"),
         (["--text_prompt", "a", "--threads", "100000"], "cores"),
         (["--text_prompt", "a", "--device", "tpu"], "device"),

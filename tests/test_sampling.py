@@ -230,3 +230,19 @@ def test_evaluation_sigmas_are_the_levels_the_sampler_calls(sampler):
     SAMPLERS[sampler](recording, torch.randn(2, 3, dtype=torch.float64), sigmas)
     assert evaluation_sigmas(sampler, sigmas) == pytest.approx(seen)
     assert evaluations(sampler, sigmas) == len(seen)
+
+
+def test_run_sampler_dispatches_by_the_cli_names():
+    from motion_loop.sampling import run_sampler, sample_dpmpp_3m
+
+    sigmas = karras_sigmas(6, 0.002, 80.0)
+    x = 80.0 * torch.randn(4, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    denoiser = gaussian_denoiser(1.0, 0.5)
+    heun = sample_heun(denoiser, x, sigmas, s_churn=5.0, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(run_sampler("edm", denoiser, x, sigmas, s_churn=5.0,
+                                           generator=torch.Generator().manual_seed(2)), heun)
+    torch.testing.assert_close(run_sampler("dpmpp_3m", denoiser, x, sigmas), sample_dpmpp_3m(denoiser, x, sigmas))
+    with pytest.raises(ValueError, match="churn"):
+        run_sampler("dpmpp_3m", denoiser, x, sigmas, s_churn=5.0)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        run_sampler("rk45", denoiser, x, sigmas)
