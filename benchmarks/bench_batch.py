@@ -1,12 +1,12 @@
 """Motion libraries on Ray: motions per minute of python -m motion_loop.batch with 1 and 2 local workers.
 
 40 prompts (the demo model's kinds of motion in varied words) x 1 repetition of a 6 s loop with the
-bundled demo model and the defaults of python -m sample (EDM, 40 steps, foot locking, MP4 and BVH
+bundled demo model and the defaults of python -m sample (its sampler and steps, foot locking, MP4 and BVH
 written): what a studio's run does. One local Ray serves every run; each run starts its own workers,
 which load the model, and that start-up is counted (end to end) and also left out (after the first
 worker is ready). Each run writes a fresh library in a temporary folder.
 
-    python benchmarks/bench_batch.py [--workers 1 2] [--prompts 40] [--steps 40] [--no-render]
+    python benchmarks/bench_batch.py [--workers 1 2] [--prompts 40] [--steps 30] [--no-render]
 
 Other flags go to python -m motion_loop.batch as they are (e.g. --model_path, --gpus_per_worker).
 
@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from motion_loop.sampling import DEFAULT_STEPS  # noqa: E402 (after the path)
 
 PROMPTS = [
     "a person walks forward", "someone walks slowly", "a man strolls ahead", "a woman walks briskly forward",
@@ -45,7 +47,8 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time (default 1 2)")
     p.add_argument("--prompts", type=int, default=40, help=f"prompts, at most {len(PROMPTS)} (default 40)")
-    p.add_argument("--steps", type=int, default=40, help="EDM steps (default 40)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"sampler steps (default {DEFAULT_STEPS}, python -m sample's)")
     p.add_argument("--motion_length", type=float, default=6.0, help="loop period in seconds (default 6)")
     p.add_argument("--batch_size", type=int, default=8, help="motions per worker call (default 8)")
     p.add_argument("--render", action=argparse.BooleanOptionalAction, default=True, help="write MP4s (default on)")
@@ -85,7 +88,7 @@ def main(argv=None) -> list[dict]:
             ray.shutdown()
 
     render = "MP4 + BVH" if args.render else "no video"
-    print(f"\n{args.prompts} prompts x 1, {args.motion_length:g} s loops, {args.steps} EDM steps, batches of "
+    print(f"\n{args.prompts} prompts x 1, {args.motion_length:g} s loops, {args.steps} sampler steps, batches of "
           f"{args.batch_size}, {render}")
     print("| workers | motions | seconds | motions/min | first worker ready (s) | motions/min after start-up | load avg before/after |")
     print("|---|---|---|---|---|---|---|")

@@ -36,6 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from motion_loop.sampling import DEFAULT_STEPS  # noqa: E402 (after the path)
+
 PROMPTS = {"walk": "a person walks forward", "run": "a person runs forward",
            "jumping jacks": "a person does jumping jacks"}
 
@@ -151,7 +153,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kinds", nargs="+", default=list(PROMPTS), choices=list(PROMPTS), help="motions (default all)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--steps", type=int, default=40, help="EDM steps (default 40)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"sampler steps (default {DEFAULT_STEPS}, python -m sample's)")
     p.add_argument("--seconds", type=float, default=6.0, help="loop period in seconds (default 6)")
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
     args = p.parse_args(argv)

@@ -10,7 +10,7 @@ the seam, where the last segment leads into the first, is one), FlowMDM's PJ and
 --transition_window frames centred on it and the jerk there against the motion's median.
 Boundary conditioning (what the frames two segments share are conditioned on) is compared here too.
 
-    OMP_NUM_THREADS=1 python benchmarks/eval_segments.py            # 24 sequences, loops and chains, 40 steps
+    OMP_NUM_THREADS=1 python benchmarks/eval_segments.py            # 24 sequences, loops and chains, the CLI's sampler
     python benchmarks/eval_segments.py --per_count 1 --steps 2 --methods "collage average"   # smoke run
 """
 
@@ -31,7 +31,7 @@ from motion_loop.diffusion import MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.metrics import _next_repetition, transition_jerk
-from motion_loop.sampling import sample_heun
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, run_sampler
 from motion_loop.segments import SegmentDenoiser, place_segments, segment_layout
 
 from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ is on the path
@@ -89,7 +89,9 @@ def main() -> None:
     p.add_argument("--per_count", type=int, default=8, help="sequences of each length 2, 3, 4 (default 8: 24 in all)")
     p.add_argument("--counts", type=int, nargs="+", default=[2, 3, 4], help="actions per sequence (default 2 3 4)")
     p.add_argument("--segment_seconds", type=float, default=2.0, help="seconds per segment (default 2)")
-    p.add_argument("--steps", type=int, default=40, help="EDM Heun steps (default 40, the CLI's)")
+    p.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc"), default=DEFAULT_SAMPLER,
+                   help=f"sampler of every row (default {DEFAULT_SAMPLER}, python -m sample's)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS}, the CLI's)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0; sequences drawn with seed + 1000)")
     p.add_argument("--shapes", nargs="+", default=["loop", "chain"], choices=["loop", "chain"], help="loops, chains")
@@ -127,7 +129,7 @@ def main() -> None:
     classify = load_classifier()
     seg_frames = round(args.segment_seconds * fps)
     print(f"model {args.model_path}; {sum(len(g) for g in groups.values())} sequences ({args.per_count} each of "
-          f"{args.counts} actions), {seg_frames} frames per segment; {len(sigmas) - 1} Heun steps, guidance "
+          f"{args.counts} actions), {seg_frames} frames per segment; {len(sigmas) - 1} {args.sampler} steps, guidance "
           f"{args.guidance}; torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}; "
           f"load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}", flush=True)
 
@@ -162,13 +164,14 @@ def main() -> None:
                             layout, "seamless" if seamless else "condind", max_shift=max_shift if seamless else None,
                             generator=torch.Generator().manual_seed(args.seed + 1),
                             **({} if args.switch_sigma is None else {"switch_sigma": args.switch_sigma}))
-                        x0 = sample_heun(denoiser, x, sigmas, cond={"segment_embed": seg_embed, "frame_segment": frame_segment})
+                        x0 = run_sampler(args.sampler, denoiser, x, sigmas,
+                                         cond={"segment_embed": seg_embed, "frame_segment": frame_segment})
                     elif method.startswith("single prompt"):  # every segment gets the first segment's prompt
                         composition = "seamless" if method.endswith("seamless") else "condind"
                         denoiser = CollageDenoiser(base, layout, composition, generator=torch.Generator().manual_seed(args.seed + 1))
-                        x0 = sample_heun(denoiser, x, sigmas, cond={"text_embed": seg_embed[:, 0]})
+                        x0 = run_sampler(args.sampler, denoiser, x, sigmas, cond={"text_embed": seg_embed[:, 0]})
                     elif method == "outpainting":
-                        x0 = sample_outpainting(base, layout, shape, sigmas, generator=generator,
+                        x0 = sample_outpainting(base, layout, shape, sigmas, generator=generator, sampler=args.sampler,
                                                 window_cond=lambda i: {"text_embed": seg_embed[:, window_segment[i]]})
                     else:  # blend: segments' bounds in the sampled sequence, blended over one overlap
                         starts = [r.start * layout.stride + layout.overlap // 2 for r in plan.windows] if cyclic else \
@@ -176,7 +179,7 @@ def main() -> None:
                         bounds = starts + [starts[0] + layout.length if cyclic else layout.length]
                         x0 = sample_blended_segments(base, bounds, layout.length, layout.overlap, shape, sigmas,
                                                      segment_cond=lambda k: {"text_embed": seg_embed[:, k]},
-                                                     cyclic=cyclic, generator=generator)
+                                                     cyclic=cyclic, generator=generator, sampler=args.sampler)
                 seconds = time.perf_counter() - started
                 x0 = x0.roll(-plan.shift, dims=-1) if cyclic else x0[..., :frames]
                 _, joints = decode(x0, normalizer)
