@@ -247,6 +247,8 @@ def main() -> None:
                         "default); rows with churn need edm and are left out otherwise")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
+    p.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="guide only at noise levels in [LO, HI], conditional only elsewhere (default: guide at every level)")
     p.add_argument("--methods", nargs="+", default=[r[0] for r in RUNS], choices=[r[0] for r in RUNS],
                    help="which rows to run (default all)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -284,7 +286,8 @@ def main() -> None:
     kinds = list(args.kinds)
     prompts = [PROMPTS[k] for k in kinds]
     text = prompt_encoder(loaded, device, args.random_text)(prompts)
-    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance)
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance,
+                           guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
     sigmas = denoiser.sigmas(args.steps).to(device)
     classify = load_classifier()
     shape = (len(prompts), config.n_feats, 1)

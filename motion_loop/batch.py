@@ -46,9 +46,9 @@ RAY_PIN = "ray==2.60.0"
 # Flags that decide what a motion is: a library is finished with the same ones. --batch_size,
 # --num_samples, --num_repetitions, --device and the Ray flags may change between runs.
 CONTENT_FLAGS = ("model_path", "stats_dir", "clip_weights", "caption_bank", "motion_length", "loop", "collage",
-                 "window", "overlap", "num_windows", "sampler", "steps", "s_churn", "guidance_param", "seed",
-                 "foot_lock", "render", "loop_repeats", "bvh", "in_place", "bert_dir", "emb_trans_dec_legacy",
-                 "velocity_fusion")
+                 "window", "overlap", "num_windows", "sampler", "steps", "s_churn", "guidance_param",
+                 "guidance_interval", "seed", "foot_lock", "render", "loop_repeats", "bvh", "in_place", "bert_dir",
+                 "emb_trans_dec_legacy", "velocity_fusion")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -151,7 +151,8 @@ def evaluation_prompts(split: str, n_per_kind: int, seed: int, kinds=KINDS) -> l
 def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loop: bool = False,
                     guidance: float = 2.5, steps: int = DEFAULT_STEPS, seed: int = 0, batch_size: int = 64,
                     device: str = "cpu", collage: str = "seamless", caption_bank: bool = True,
-                    with_features: bool = False, velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER):
+                    with_features: bool = False, velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER,
+                    guidance_interval: tuple[float, float] | None = None):
     """Joint positions ``[T, 22, 3]`` of one sample per prompt, made as ``python -m sample`` makes
     them (its sampler by default, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period, composed
     by ``collage``, the CLI's default for one action; positions decoded with ``velocity_fusion``, as
@@ -170,7 +171,7 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
     frames = round(seconds * FPS)
     layout = choose_layout(frames, loaded.config.max_frames, loop)
     plan = Plan(list(prompts), 1, layout.length if loop else frames, layout, loop, FPS)
-    denoiser = MDMDenoiser(loaded.model, guidance_scale=guidance, padding_seed=seed)
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=guidance, padding_seed=seed, guidance_interval=guidance_interval)
     generator = torch.Generator(device).manual_seed(seed)
     joints, features = [], []
     with torch.inference_mode():
@@ -187,7 +188,8 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
 def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loop: bool = False,
                    classifier: KindClassifier | None = None, prompt_seed: int = 2024, seed: int = 0,
                    guidance: float = 2.5, steps: int = DEFAULT_STEPS, device: str = "cpu", caption_bank: bool = True,
-                   collage: str = "seamless", velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER) -> dict:
+                   collage: str = "seamless", velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER,
+                   guidance_interval: tuple[float, float] | None = None) -> dict:
     """Kind accuracy of generated motions for training captions and held-out paraphrases, and the
     foot skating ratio (GMD) of each kind's samples, as the model made them and with feet locked
     (`foot_lock.lock_feet`, as ``python -m sample`` writes them)."""
@@ -196,14 +198,15 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
 
     classifier = classifier or KindClassifier.fit_procedural()
     report = {"seconds": seconds, "loop": loop, "n_per_kind": n_per_kind, "guidance": guidance,
-              "sampler": sampler, "steps": steps,
+              "sampler": sampler, "steps": steps, "guidance_interval": guidance_interval,
               "caption_bank": caption_bank, "collage": collage, "velocity_fusion": velocity_fusion}
     for split in ("train", "heldout"):
         pairs = evaluation_prompts(split, n_per_kind, prompt_seed)
         joints, features = generate_joints(model_path, [p for p, _ in pairs], seconds=seconds, loop=loop,
                                            guidance=guidance, steps=steps, seed=seed, device=device,
                                            caption_bank=caption_bank, with_features=True, collage=collage,
-                                           velocity_fusion=velocity_fusion, sampler=sampler)
+                                           velocity_fusion=velocity_fusion, sampler=sampler,
+                                           guidance_interval=guidance_interval)
         kinds = [k for _, k in pairs]
         result = accuracy_by_kind(classifier.predict(joints), kinds)
         locked = [lock_feet(j, toe_contacts(f), loop=loop) for j, f in zip(joints, features)]
@@ -240,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc"), default=DEFAULT_SAMPLER,
                    help=f"sampler, as python -m sample's --sampler (default {DEFAULT_SAMPLER}, its default)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")
+    p.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="guide only at noise levels in [LO, HI] (default: every level)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--prompt_seed", type=int, default=2024, help="seed of the evaluation prompts (default 2024)")
     p.add_argument("--classifier_seed", type=int, default=12345, help="seed of the classifier's procedural sample")
@@ -265,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                                 classifier=classifier, prompt_seed=args.prompt_seed, seed=args.seed,
                                 guidance=args.guidance, steps=args.steps, device=args.device,
                                 caption_bank=args.caption_bank, collage=args.collage,
-                                velocity_fusion=args.velocity_fusion, sampler=args.sampler)
+                                velocity_fusion=args.velocity_fusion, sampler=args.sampler,
+                                guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
         text = json.dumps(report, indent=1)
         print(text)
         if args.output:

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of motion; with --loop the loop's period (default 6.0)")
     g.add_argument("--guidance_param", type=float, default=2.5,
                    help="classifier-free guidance scale; 1 disables guidance (default 2.5)")
+    g.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="guide only at noise levels sigma in [LO, HI] and run the conditional model alone "
+                        "elsewhere, for half the rows there (e.g. 0.28 5.42; default: guide at every level)")
     g.add_argument("--seed", type=int, default=10, help="random seed (default 10)")
     g.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N or a GPU index N (default: cuda when available, else cpu)")
@@ -230,6 +233,10 @@ def check_numbers(args) -> None:
         raise UserError(f"--motion_length {args.motion_length} s is longer than {MAX_SECONDS:.0f} s: ask for less")
     if not math.isfinite(args.guidance_param) or args.guidance_param < 0:
         raise UserError(f"--guidance_param must be >= 0, got {args.guidance_param}")
+    if args.guidance_interval is not None:
+        lo, hi = args.guidance_interval
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
+            raise UserError(f"--guidance_interval needs 0 <= LO <= HI, got {lo:g} {hi:g}")
     if not math.isfinite(args.s_churn) or args.s_churn < 0:
         raise UserError(f"--s_churn must be >= 0, got {args.s_churn}")
     if args.s_churn and args.sampler != "edm":
@@ -578,7 +585,8 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
         print(f"loop period: {frames} frames ({frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
     normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
     text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
-    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed)
+    denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed,
+                           guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
     if segments is not None:
         from motion_loop.segments import SegmentDenoiser
 
@@ -682,6 +690,7 @@ def run_metadata(args, setup: Setup, plan: Plan, read_as: list[str] | None, samp
         "dtype": setup.dtype,
         "threads": setup.threads,
         "guidance_param": args.guidance_param,
+        "guidance_interval": args.guidance_interval,
         "seed": args.seed if seed is None else seed,
         "device": str(setup.device),
         "fps": setup.fps,

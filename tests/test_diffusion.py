@@ -204,6 +204,28 @@ def test_guidance_is_one_batched_forward_and_skipped_at_scale_one():
 
 
 
+def test_guidance_interval_guides_inside_and_halves_the_rows_outside():
+    model = tiny_model()
+    x, text = torch.randn(3, 263, 1, 12), torch.randn(3, 512)
+    interval = MDMDenoiser(model, canvas_frames=None, guidance_interval=(0.3, 5.0))
+    guided = MDMDenoiser(model, canvas_frames=None)
+    plain = MDMDenoiser(model, canvas_frames=None, guidance_scale=1.0)
+    log = ForwardLog(model)
+    with torch.no_grad():
+        for level, reference in ((2.0, guided), (0.1, plain), (20.0, plain)):
+            sigma = torch.full((3,), level)
+            out = interval(x, sigma, text_embed=text)
+            assert log.calls[-1][0].shape[0] == (6 if reference is guided else 3)  # cond + uncond rows only inside
+            torch.testing.assert_close(out, reference(x, sigma, text_embed=text), atol=1e-5, rtol=0)
+        mixed = interval(x, torch.tensor([2.0, 0.1, 2.0]), text_embed=text)  # rows at other levels: each its own
+        torch.testing.assert_close(mixed[1], plain(x[1:2], torch.tensor([0.1]), text_embed=text[1:2])[0],
+                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(mixed[0], guided(x[:1], torch.tensor([2.0]), text_embed=text[:1])[0],
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="guidance_interval"):
+        MDMDenoiser(model, guidance_interval=(5.0, 0.3))
+
+
 def test_per_row_guidance_scales_each_row_and_packs():
     # guidance [R] (segments' rows): each row as a denoiser with that scale alone would give it.
     model = tiny_model(mask_frames=True)

@@ -206,6 +206,7 @@ def test_existing_output_dir_needs_overwrite_and_keeps_user_files(tiny, tmp_path
         (["--text_prompt", "a", "--num_repetitions", "0"], "num_repetitions"),
         (["--text_prompt", "a", "--steps", "-1"], "steps"),
         (["--text_prompt", "a", "--s_churn", "5"], "--sampler edm"),  # the default sampler is deterministic
+        (["--text_prompt", "a", "--guidance_interval", "5", "0.3"], "--guidance_interval needs 0 <= LO <= HI"),
         (["--text_prompt", "a", "--threads", "0"], "threads"),
         (["--text_prompt", "a", "--threads", "100000"], "cores"),
         (["--text_prompt", "a", "--device", "tpu"], "device"),
@@ -322,3 +323,15 @@ def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
     assert "loop of one window of 60 frames closing on itself (overlap 20)" in out
     layout = json.loads((tmp_path / "one" / "run.json").read_text())["layout"]
     assert (layout["n_windows"], layout["window"], layout["overlap"]) == (1, 60, 20)
+
+
+def test_guidance_interval_is_used_and_recorded(tiny, tmp_path, capsys):
+    motions = {}
+    for name, extra in (("everywhere", []), ("interval", ["--guidance_interval", "0.28", "5.42"])):
+        out_dir = tmp_path / name
+        run_ok(cli(tiny, "--text_prompt", "a person jumps", "--motion_length", "2", "--num_repetitions", "1",
+                   "--no-render", "--output_dir", str(out_dir), *extra), capsys)
+        motions[name] = np.load(out_dir / "features.npy")
+        run = json.loads((out_dir / "run.json").read_text())
+        assert run["guidance_interval"] == ([0.28, 5.42] if extra else None)
+    assert not np.allclose(motions["everywhere"], motions["interval"])
