@@ -187,7 +187,8 @@ def report(meta: dict) -> str:
     shape = (f", {layout['n_windows']} windows of {layout['window']} frames overlapping by {layout['overlap']}"
              if layout else "")
     lines.append(f"{meta['frames'] / meta['fps']:.2f} s {kind} ({meta['frames']} frames{shape}), "
-                 f"{meta['steps']} {meta['sampler'].upper()} steps, guidance {meta['guidance_param']}, "
+                 f"{meta['steps']} {generate.SAMPLER_TITLES.get(meta['sampler'], meta['sampler'])} steps, "
+                 f"guidance {meta['guidance_param']}, "
                  f"seed {meta['seed']}: sampled in {meta['sampling_seconds']:.1f} s.")
     seams = meta.get("seam_reports")
     if seams:

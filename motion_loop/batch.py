@@ -698,7 +698,8 @@ def _sample_library(args, worker_args: dict, library: Library, batches: list[Bat
         def on_ready(info):
             info["ready_seconds"] = round(time.perf_counter() - began, 3)  # start-up: process, imports, model
             if not workers:
-                _write(bar, f"model: {info['model']}; each motion {info['plan']}, {args.sampler} sampler")
+                _write(bar, f"model: {info['model']}; each motion {info['plan']}, "
+                            f"{generate.SAMPLER_TITLES[args.sampler]} sampler")
             workers.append(info)
 
         def on_result(result, attempt):

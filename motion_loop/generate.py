@@ -33,7 +33,9 @@ HUMANML_STATS = Path("dataset/HumanML3D")
 KIT_STATS = Path("dataset/KIT-ML")  # MDM's place for KIT-ML's Mean.npy / Std.npy (251 features)
 MIN_LOOP_FRAMES = 20  # two windows of 15 frames overlapping by 5: anything shorter is not a motion
 MAX_SECONDS = 600.0
-SAMPLER_NAMES = ("edm", "dpmpp_2m", "dpmpp_3m", "unipc", "ddpm")
+SAMPLER_TITLES = {"dpmpp_3m": "DPM-Solver++(3M)", "edm": "EDM Heun", "dpmpp_2m": "DPM-Solver++(2M)",
+                  "unipc": "UniPC-like", "ddpm": "MDM's DDPM"}  # --sampler's choices, as the outputs name them
+SAMPLER_NAMES = tuple(SAMPLER_TITLES)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -743,7 +745,7 @@ def run(args, cache: dict | None = None) -> dict:
 
     generator = torch.Generator(device).manual_seed(args.seed)
     texts = plan.texts
-    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {args.sampler} sampler, {setup.dtype}"
+    print(f"sampling {len(texts)} motion(s): {plan.describe()}, {SAMPLER_TITLES[args.sampler]} sampler, {setup.dtype}"
           + (f", {setup.threads} thread(s)" if setup.threads is not None else ""))
     sampled = sample_motions(setup, args, plan, texts, generator, batch_size=args.batch_size or len(texts),
                              progress=args.progress)

@@ -59,7 +59,8 @@ def test_request_writes_a_loop_with_its_report_and_downloads(demo, tmp_path):
     run = json.loads((folder / "run.json").read_text())
     # python -m sample's defaults for everything the page does not set
     assert (run["steps"], run["seed"], run["guidance_param"], run["loop"], run["frames"]) == (3, 10, 2.5, True, 40)
-    assert run["foot_lock"] is True and run["layout"]["collage"] == "seamless" and run["s_churn"] == 0.0
+    assert run["foot_lock"] is True and run["layout"]["collage"] == "seamless"
+    assert run["sampler"] == "dpmpp_3m" and run["s_churn"] is None  # the CLI's default sampler, deterministic
     jerk = run["seam_reports"][0]["jerk_ratio"]
     assert "Seam report" in out.report and f"{jerk:.2f}" in out.report
     assert "sampling 1 motion(s)" in out.log
