@@ -421,6 +421,7 @@ class SegmentRun:
     layout: Layout
     boundary: str
     fps: float
+    split_sigma: float = 0.0  # HybridSegmentCollage: segments finish on their own at and below it (0: never)
 
     @property
     def max_shift(self) -> int:
@@ -457,7 +458,7 @@ class SegmentRun:
         return [(a, t) for t, (a, _) in zip(plan.texts, plan.spans)]
 
     def to_dict(self) -> dict:
-        return {"boundary": self.boundary, "max_shift": self.max_shift, "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
+        return {"boundary": self.boundary, "max_shift": self.max_shift, "split_sigma": self.split_sigma, "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
 
 
 def read_segments(prompts: Sequence[str], *, split: bool, timeline: Path | None) -> list[list[Segment]]:
@@ -469,9 +470,9 @@ def read_segments(prompts: Sequence[str], *, split: bool, timeline: Path | None)
 
 def plan_run(prompts: Sequence[str], segments: Sequence[Sequence[Segment]], frames: int, fps: float,
              max_window: int, loop: bool, choose: Callable[..., Layout | None], *,
-             boundary: str = DEFAULT_BOUNDARY, **overrides) -> SegmentRun | None:
+             boundary: str = DEFAULT_BOUNDARY, split_sigma: float = 0.0, **overrides) -> SegmentRun | None:
     """Place every prompt's segments on one layout of ``frames`` frames; None when no prompt has
-    more than one segment (the run is an ordinary one)."""
+    more than one segment (the run is an ordinary one). ``split_sigma``: see :class:`HybridSegmentCollage`."""
     if all(len(s) == 1 for s in segments):
         return None
     durations = [segment_frames(s, frames, fps) for s in segments]
@@ -480,7 +481,7 @@ def plan_run(prompts: Sequence[str], segments: Sequence[Sequence[Segment]], fram
     layout = segment_layout(frames, durations, max_window, loop, choose, **overrides)
     plans = {p: place_segments([s.text for s in segs], d, layout, layout.length if loop else frames)
              for p, segs, d in zip(prompts, segments, durations)}
-    return SegmentRun(plans, layout, boundary, fps)
+    return SegmentRun(plans, layout, boundary, fps, float(split_sigma))
 
 
 # ----------------------------------------------------------------------------------------------
