@@ -19,6 +19,10 @@ DiffCollage factor graph, and a denoiser that conditions every piece on its own 
   (frames shared by two differently prompted windows) is conditioned as ``boundary`` says (measured in
   benchmarks/eval_segments.py; see benchmarks/RESULTS.md). Classifier-free guidance is per row with
   the row's own prompt; all rows go in one call.
+- :class:`HybridSegmentCollage` wraps the collage: over part of the noise levels every segment's
+  windows are denoised on their own, each with its own copy of the frames it shares with the next
+  segment (``python -m sample``: the collage above ``--segment_split``, the segments on their own
+  below it, their copies faded linearly), so a fast action between slow ones keeps its speed.
 """
 
 from __future__ import annotations

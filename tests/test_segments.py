@@ -233,6 +233,8 @@ def test_hybrid_windows_finish_their_own_segment_without_seeing_the_next(cyclic)
 def test_hybrid_late_runs_the_collage_above_the_switch_and_merges_with_a_linear_fade():
     layout, plan, inner, hybrid, cond = _hybrid_case(True)  # late, linear fade: the CLI's
     assert hybrid.independent(1.0) and hybrid.independent(0.1) and not hybrid.independent(1.5)
+    early = _hybrid_case(True, late=False)[3]  # the other way round: on their own first
+    assert early.independent(1.5) and not early.independent(1.0)
     x = hybrid.expand(torch.zeros(1, 2, 1, layout.length))
     high = hybrid(x, torch.tensor(5.0), **cond)
     # The collage (condind, boundary overlaps unconditional): a + b - 0 on a boundary overlap, and
