@@ -99,12 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the frames two segments share are conditioned on: the unconditional model, the earlier "
                         "or later prompt, or the average of both predictions (default uncond: most segments right and "
                         "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
-    g.add_argument("--segment_split", type=float, default=DEFAULT_SPLIT_SIGMA, metavar="SIGMA",
+    g.add_argument("--segment_split", type=float, default=None, metavar="SIGMA",
                    help="noise level at and below which every segment's windows finish on their own, each with its "
                         "own copy of the frames it shares with the next segment, the two copies faded linearly "
                         "(above it the collage sets out one motion with its transitions): a fast action between "
                         "slow ones keeps its speed; 0 runs the collage to the end (default "
-                        f"{DEFAULT_SPLIT_SIGMA}: benchmarks/RESULTS.md, \"Segments that finish on their own\")")
+                        f"{DEFAULT_SPLIT_SIGMA} in a loop, 0 in a chain: benchmarks/RESULTS.md, \"Segments that "
+                        "finish on their own\")")
 
     g = p.add_argument_group("sampler")
     g.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER,
@@ -775,7 +776,7 @@ def _segment_run(args, prompts: list[str], frames: int, max_window: int, fps: fl
     segments = read_segments(prompts, split=getattr(args, "split", True), timeline=getattr(args, "timeline", None))
     run = plan_run(prompts, segments, frames, fps, max_window, args.loop, choose_layout,
                    boundary=getattr(args, "boundary", DEFAULT_BOUNDARY),
-                   split_sigma=getattr(args, "segment_split", DEFAULT_SPLIT_SIGMA), window=args.window, overlap=args.overlap,
+                   split_sigma=getattr(args, "segment_split", None), window=args.window, overlap=args.overlap,
                    num_windows=args.num_windows)
     if run is not None:
         for prompt, seg in run.plans.items():

@@ -292,10 +292,17 @@ def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch)
     timeline.write_text("a person walks\t1.5\na person jumps\t2.5\n")
     out_dir = tmp_path / "tl"
     run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1",
-               "--segment_split", "0", "--output_dir", str(out_dir)), capsys)
+               "--output_dir", str(out_dir)), capsys)
     run = json.loads((out_dir / "run.json").read_text())
     assert run["frames"] == 80 and run["loop"] is False
-    assert run["segments"]["split_sigma"] == 0.0  # the collage to the end
+    assert run["segments"]["split_sigma"] == 0.0  # a chain: the collage to the end
+    out_dir = tmp_path / "tl_split"
+    run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1",
+               "--segment_split", "2", "--output_dir", str(out_dir)), capsys)
+    split = json.loads((out_dir / "run.json").read_text())
+    assert split["segments"]["split_sigma"] == 2.0 and split["frames"] == 80
+    assert "--segment_split must be a noise level >= 0" in run_error(
+        cli(tiny, "--timeline", str(timeline), "--segment_split", "-1"), capsys)
     spans = [s["frames"] for s in run["segments"]["per_prompt"]["a person walks | a person jumps"]]
     stride = run["layout"]["window"] - run["layout"]["overlap"]
     assert spans[0][0] == 0 and spans[1][1] == 80 and abs(spans[0][1] - 30) <= stride
