@@ -516,9 +516,11 @@ class HybridSegmentCollage:
     while windows of the same segment still compose as ``condind``. Collage phase: ``collage`` (a
     :class:`motion_loop.collage.CollageDenoiser` over ``inner`` on the layout, e.g. the
     segment-aware ``seamless``) denoises the merged sequence, and every copy of a frame gets its
-    prediction. ``late`` (what ``python -m sample`` does with several actions): the collage above
-    ``switch_sigma``, where it sets out one motion with its transitions, independent at and below,
-    where each segment finishes its own action; else independent above and the collage below.
+    prediction. ``late`` (what ``python -m sample`` does for a loop of several actions): the collage
+    above ``switch_sigma``, where it sets out one motion with its transitions, independent at and
+    below, where each segment finishes its own action; else independent above and the collage below
+    (measured worse: the demo model re-predicts a window's whole motion from what it sees even at
+    the last levels, so a collage after independent windows slows the jog again).
 
     ``copies``: every boundary overlap has a second copy in the sampler's state, so each of its two
     windows evolves its own version of the shared frames; :meth:`merge` takes the overlap from the
