@@ -24,25 +24,132 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from motion_loop.baselines import sample_blended_segments, sample_outpainting
-from motion_loop.collage import CollageDenoiser
+from motion_loop.collage import OVERLAP, CollageDenoiser, Layout, Pieces, fade_weights
 from motion_loop.diffusion import MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.metrics import _next_repetition, transition_jerk
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, run_sampler
-from motion_loop.segments import SegmentDenoiser, place_segments, segment_layout
+from motion_loop.segments import DEFAULT_SPLIT_SIGMA, HybridSegmentCollage, SegmentDenoiser, place_segments, segment_layout
 
 from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ is on the path
 
 METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",
-           "collage crossfade", "outpainting", "blend", "single prompt", "single prompt seamless"]
-# "collage seamless": the CLI's segment collage (condind at high noise, windows crossfaded at low noise, the
+           "collage crossfade", "late linear", "late fade", "late split", "hybrid split", "hybrid shared", "hybrid fade",
+           "bridge", "outpainting", "blend", "single prompt", "single prompt seamless"]
+# "collage seamless": the segment collage (condind at high noise, windows crossfaded at low noise, the
 # layout moved at random by at most --max_shift frames, so a window never leaves its segment but for its
 # overlaps); "collage crossfade": the same without moving the layout. Both condition boundary overlaps
 # on the unconditional model.
+# motion_loop.segments.HybridSegmentCollage, switching at --hybrid_sigma: "late ...": collage seamless above
+# it, every segment's windows on their own at and below it ("late linear", the CLI's default with several
+# actions: boundary overlaps copied, one copy per window, faded linearly; "late fade": a smootherstep fade;
+# "late split": a cut at the boundary); "hybrid ...": the other way round, windows on their own first
+# ("hybrid shared": without copies, each half of a boundary overlap from its own segment's window).
+# "bridge": independent segments joined by inpainted transition windows (BridgedSegments below).
 DEFAULT_METHODS = ["collage seamless", "collage uncond", "outpainting", "blend", "single prompt", "single prompt seamless"]
+
+
+class BridgedSegments(HybridSegmentCollage):
+    """Independent segments joined by generated transitions ("bridges"): every segment's windows are
+    denoised on their own at every noise level (as :class:`HybridSegmentCollage` above its switch,
+    boundary overlaps copied), and a bridge row per boundary, conditioned on the unconditional model,
+    sees ``context`` frames of each neighbouring segment around its own ``2 * half`` frames centred
+    on the boundary and denoises those (kept in the state as a third copy). The cores never see a
+    bridge, so each keeps the speed and pose of its action (the blend baseline's accuracy); the
+    bridge inpaints a transition between them. :meth:`merge` crossfades each bridge in along a
+    smootherstep over its first and last ``half - 1`` frames (the two frames at the boundary are the bridge's).
+    Measured and not adopted: the bridges leave jerkier transitions than the linear blend (RESULTS.md).
+    """
+
+    def __init__(self, inner: SegmentDenoiser, layout: Layout, half: int | None = None, context: int | None = None):
+        super().__init__(inner, None, layout, 0.0, late=False, copies=True, fade=None)
+        o, s = layout.overlap, layout.stride
+        # Default: a bridge as long as an overlap either side of the boundary, never more than a
+        # quarter of a stride (the segment between two bridges keeps at least half its frames).
+        self.half = max(1, min(o if half is None else half, s // 4))
+        self.context = max(1, self.half if context is None else context)
+        if not layout.cyclic:  # a chain's bridges stay inside the sequence
+            centres = (torch.arange(layout.n_overlaps) + 1) * s + o // 2
+            room = int(torch.minimum(centres, layout.length - centres).min()) if layout.n_overlaps else self.half * 2
+            self.half = min(self.half, room // 2)
+            self.context = max(0, min(self.context, room - self.half))
+
+    @property
+    def state_length(self) -> int:
+        lay = self.layout
+        return lay.length + lay.n_overlaps * (lay.overlap + 2 * self.half)
+
+    def _bridge_slice(self, j: int) -> slice:
+        lay = self.layout
+        first = lay.length + lay.n_overlaps * lay.overlap + j * 2 * self.half
+        return slice(first, first + 2 * self.half)
+
+    def zone(self, j: int, extra: int = 0) -> Tensor:
+        """Positions of bridge j's frames (``extra`` more each side), modulo the length."""
+        lay = self.layout
+        centre = (j + 1) * lay.stride + lay.overlap // 2
+        return torch.arange(centre - self.half - extra, centre + self.half + extra) % lay.length
+
+    def weights(self) -> Tensor:
+        """The bridge's weight on each of its frames ``[2 * half]``: a smootherstep in and out."""
+        return fade_weights(2 * self.half, max(1, self.half - 1), True, True).float()  # exactly 1 either side of the boundary
+
+    def expand(self, x: Tensor) -> Tensor:
+        copies = super().expand(x)
+        zones = torch.cat([self.zone(j) for j in range(self.layout.n_overlaps)]) if self.layout.n_overlaps else \
+            torch.zeros(0, dtype=torch.long)
+        return torch.cat([copies, x[..., zones.to(x.device)]], dim=-1)
+
+    def _cores(self, state: Tensor, frame_segment: Tensor) -> Tensor:
+        """The merged cores: each frame from its own segment's window copy."""
+        lay = self.layout
+        return super().merge(state[..., : lay.length + lay.n_overlaps * lay.overlap], frame_segment)
+
+    def merge(self, state: Tensor, frame_segment: Tensor) -> Tensor:
+        x = self._cores(state, frame_segment)
+        weight = self.weights().to(x.device, x.dtype)
+        for b, j in self.boundaries(frame_segment).nonzero().tolist():
+            zone = self.zone(j).to(x.device)
+            x[b, ..., zone] = (1 - weight) * x[b, ..., zone] + weight * state[b, ..., self._bridge_slice(j)]
+        return x
+
+    def __call__(self, x: Tensor, sigma: Tensor, *, segment_embed: Tensor, frame_segment: Tensor) -> Tensor:
+        if x.shape[-1] != self.state_length:
+            raise ValueError(f"expected a state of {self.state_length} frames (expand() the sequence), got {x.shape[-1]}")
+        sigma = torch.as_tensor(sigma, device=x.device)
+        sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+        cond = {"segment_embed": segment_embed, "frame_segment": frame_segment}
+        self.calls += 1
+        lay = self.layout
+        head = lay.length + lay.n_overlaps * lay.overlap
+        out = torch.zeros_like(x)
+        out[..., :head] = self._independent(x[..., :head], sigma, cond)
+        # Bridges: the cores' frames as context around each bridge's own copy. Their rows are
+        # overlap pieces centred on the boundary, so SegmentDenoiser conditions them as it does
+        # boundary overlaps (the unconditional model by default).
+        boundary = self.boundaries(frame_segment).nonzero()  # [k, 2]
+        if len(boundary):
+            cores = self._cores(x, frame_segment)
+            c, h = self.context, self.half
+            rows = []
+            for b, j in boundary.tolist():
+                row = cores[b, ..., self.zone(j, c).to(x.device)].clone()
+                row[..., c: c + 2 * h] = x[b, ..., self._bridge_slice(j)]
+                rows.append(row)
+            width = 2 * (h + c)
+            pieces = Pieces(
+                sample=boundary[:, 0].to(x.device), kind=torch.full((len(boundary),), OVERLAP, device=x.device),
+                index=boundary[:, 1].to(x.device),
+                start=torch.stack([self.zone(j, c)[0] for j in boundary[:, 1].tolist()]).to(x.device),
+                length=torch.full((len(boundary),), width, device=x.device), layout=lay)
+            x0 = self.inner(torch.stack(rows), sigma[pieces.sample], pieces=pieces, **cond)
+            for r, (b, j) in enumerate(boundary.tolist()):
+                out[b, ..., self._bridge_slice(j)] = x0[r, ..., c: c + 2 * h]
+        return out
 
 
 def draw_sequences(n_actions: int, count: int, rng: np.random.Generator, kinds: list[str]) -> list[list[str]]:
@@ -111,6 +218,18 @@ def main() -> None:
     p.add_argument("--switch_sigma", type=float, default=None,
                    help="collage seamless / crossfade: noise level at and below which windows are crossfaded "
                         "(default: the segment collage's)")
+    p.add_argument("--hybrid_sigma", type=float, default=DEFAULT_SPLIT_SIGMA,
+                   help="late / hybrid methods: the noise level where the collage and the independent windows take "
+                        f"over from each other (default {DEFAULT_SPLIT_SIGMA}, the CLI's)")
+    p.add_argument("--hybrid_pull", type=float, default=0.0,
+                   help="hybrid / late with a fade: how far (0-1) both copies of a boundary overlap move toward their "
+                        "crossfade at every independent evaluation (default 0: not at all)")
+    p.add_argument("--bridge_half", type=int, default=None,
+                   help="bridge: frames of a bridge either side of its boundary (default: the overlap, at most a quarter stride)")
+    p.add_argument("--bridge_context", type=int, default=None,
+                   help="bridge: frames of each neighbouring segment a bridge sees (default: --bridge_half)")
+    p.add_argument("--bridge_boundary", choices=("uncond", "left", "right", "average"), default="uncond",
+                   help="bridge: what a bridge row is conditioned on (default uncond)")
     p.add_argument("--json", type=Path, default=None, help="also write every run's metrics to this JSON file")
     args = p.parse_args()
 
@@ -166,6 +285,27 @@ def main() -> None:
                             **({} if args.switch_sigma is None else {"switch_sigma": args.switch_sigma}))
                         x0 = run_sampler(args.sampler, denoiser, x, sigmas,
                                          cond={"segment_embed": seg_embed, "frame_segment": frame_segment})
+                    elif method == "bridge":
+                        denoiser = BridgedSegments(SegmentDenoiser(base, args.bridge_boundary, guidance=args.segment_guidance),
+                                                   layout, args.bridge_half, args.bridge_context)
+                        state = run_sampler(args.sampler, denoiser, denoiser.expand(x), sigmas,
+                                            cond={"segment_embed": seg_embed, "frame_segment": frame_segment})
+                        x0 = denoiser.merge(state, frame_segment)
+                    elif method.startswith(("hybrid", "late")):
+                        segment_rows = SegmentDenoiser(base, "uncond", guidance=args.segment_guidance)
+                        collage = CollageDenoiser(
+                            segment_rows, layout, "seamless",
+                            max_shift=layout.overlap // 2 if args.max_shift is None else args.max_shift,
+                            generator=torch.Generator().manual_seed(args.seed + 1),
+                            **({} if args.switch_sigma is None else {"switch_sigma": args.switch_sigma}))
+                        variant = method.split()[1]
+                        denoiser = HybridSegmentCollage(
+                            segment_rows, collage, layout, args.hybrid_sigma, late=method.startswith("late"),
+                            copies=variant != "shared", fade={"fade": "smooth", "linear": "linear"}.get(variant),
+                            pull=args.hybrid_pull)
+                        state = run_sampler(args.sampler, denoiser, denoiser.expand(x), sigmas,
+                                            cond={"segment_embed": seg_embed, "frame_segment": frame_segment})
+                        x0 = denoiser.merge(state, frame_segment)
                     elif method.startswith("single prompt"):  # every segment gets the first segment's prompt
                         composition = "seamless" if method.endswith("seamless") else "condind"
                         denoiser = CollageDenoiser(base, layout, composition, generator=torch.Generator().manual_seed(args.seed + 1))

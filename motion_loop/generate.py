@@ -24,7 +24,7 @@ from motion_loop.collage import CollageDenoiser, Layout
 from motion_loop import safety
 from motion_loop.errors import UserError, printable, run_cli
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
-from motion_loop.segments import BOUNDARY_MODES, DEFAULT_BOUNDARY
+from motion_loop.segments import BOUNDARY_MODES, DEFAULT_BOUNDARY, DEFAULT_SPLIT_SIGMA
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_MODEL = Path("save/humanml_trans_enc_512/model000200000.pt")
@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the frames two segments share are conditioned on: the unconditional model, the earlier "
                         "or later prompt, or the average of both predictions (default uncond: most segments right and "
                         "smoothest transitions in benchmarks/eval_segments.py, and the cheapest)")
+    g.add_argument("--segment_split", type=float, default=None, metavar="SIGMA",
+                   help="noise level at and below which every segment's windows finish on their own, each with its "
+                        "own copy of the frames it shares with the next segment, the two copies faded linearly "
+                        "(above it the collage sets out one motion with its transitions): a fast action between "
+                        "slow ones keeps its speed; 0 runs the collage to the end (default "
+                        f"{DEFAULT_SPLIT_SIGMA} in a loop, 0 in a chain: benchmarks/RESULTS.md, \"Segments that "
+                        "finish on their own\")")
 
     g = p.add_argument_group("sampler")
     g.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER,
@@ -443,7 +450,7 @@ class Plan:
 def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator, *,
                     sampler: str, steps: int, s_churn: float, collage: str, progress: bool,
                     cond: dict | None = None, finish=None, noise: torch.Tensor | None = None,
-                    max_shift: int | None = None) -> tuple[torch.Tensor, int]:
+                    max_shift: int | None = None, split_sigma: float = 0.0) -> tuple[torch.Tensor, int]:
     """Normalized features ``[B, F, 1, frames]`` of one batch, and the number of sampler steps.
 
     ``cond`` replaces ``{"text_embed": text_embed}`` (segments); ``finish(x0)`` runs before cropping.
@@ -451,6 +458,8 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     from ``generator``, so that each row can have its own seed (python -m motion_loop.batch).
     ``max_shift``: seamless moves its layout by at most this many frames (segments: see
     :attr:`motion_loop.segments.SegmentRun.max_shift`); None: up to a stride.
+    ``split_sigma`` (segments, ``cond`` with ``frame_segment``): at and below it every segment's windows
+    finish on their own (:class:`motion_loop.segments.HybridSegmentCollage`); 0: the collage throughout.
     """
     from motion_loop.diffusion import ddpm_sample, vp_model_fn
     from motion_loop.sampling import run_sampler
@@ -461,6 +470,13 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     full = CollageDenoiser(denoiser, plan.layout, collage, max_shift=max_shift,
                            generator=generator) if plan.layout is not None else denoiser
     cond = {"text_embed": text_embed} if cond is None else cond
+    hybrid = None
+    if split_sigma > 0 and plan.layout is not None and "frame_segment" in cond:
+        from motion_loop.segments import HybridSegmentCollage
+
+        # The sampler's state holds a second copy of every overlap: shape and noise grow to it.
+        full = hybrid = HybridSegmentCollage(denoiser, full, plan.layout, split_sigma)
+        shape = (*shape[:-1], hybrid.state_length)
     if sampler == "ddpm":
         if noise is not None:
             raise ValueError("the ddpm sampler draws its own starting noise from the generator")
@@ -471,10 +487,12 @@ def sample_features(plan: Plan, denoiser, text_embed, generator: torch.Generator
     else:
         sigmas = denoiser.sigmas(steps).to(device)
         if noise is None:
-            noise = torch.randn(shape, generator=generator, device=device)
+            noise = torch.randn((*shape[:-1], length), generator=generator, device=device)
         x = sigmas[0].to(torch.float32) * noise
+        x = hybrid.expand(x) if hybrid is not None else x
         x0 = run_sampler(sampler, full, x, sigmas, cond=cond, s_churn=s_churn, generator=generator, progress=progress)
         n_steps = len(sigmas) - 1
+    x0 = hybrid.merge(x0, cond["frame_segment"]) if hybrid is not None else x0
     x0 = finish(x0) if finish is not None else x0
     return x0[..., : plan.frames], n_steps
 
@@ -630,6 +648,7 @@ def sample_motions(setup: Setup, args, plan: Plan, texts: list[str], generator: 
                                           collage=args.collage, progress=progress, cond=cond,
                                           finish=segments.unroll if segments is not None else None,
                                           max_shift=segments.max_shift if segments is not None else None,
+                                          split_sigma=segments.split_sigma if segments is not None else 0.0,
                                           noise=None if noise is None else noise[first: first + batch_size])
             raw, positions = decode(x0, setup.normalizer, dataset, velocity_fusion=args.velocity_fusion, cyclic=plan.loop)
             features.append(raw)
@@ -767,7 +786,8 @@ def _segment_run(args, prompts: list[str], frames: int, max_window: int, fps: fl
 
     segments = read_segments(prompts, split=getattr(args, "split", True), timeline=getattr(args, "timeline", None))
     run = plan_run(prompts, segments, frames, fps, max_window, args.loop, choose_layout,
-                   boundary=getattr(args, "boundary", DEFAULT_BOUNDARY), window=args.window, overlap=args.overlap,
+                   boundary=getattr(args, "boundary", DEFAULT_BOUNDARY),
+                   split_sigma=getattr(args, "segment_split", None), window=args.window, overlap=args.overlap,
                    num_windows=args.num_windows)
     if run is not None:
         for prompt, seg in run.plans.items():

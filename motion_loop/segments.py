@@ -19,6 +19,10 @@ DiffCollage factor graph, and a denoiser that conditions every piece on its own 
   (frames shared by two differently prompted windows) is conditioned as ``boundary`` says (measured in
   benchmarks/eval_segments.py; see benchmarks/RESULTS.md). Classifier-free guidance is per row with
   the row's own prompt; all rows go in one call.
+- :class:`HybridSegmentCollage` wraps the collage: over part of the noise levels every segment's
+  windows are denoised on their own, each with its own copy of the frames it shares with the next
+  segment (``python -m sample``: the collage above ``--segment_split``, the segments on their own
+  below it, their copies faded linearly), so a fast action between slow ones keeps its speed.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import Tensor
 
-from motion_loop.collage import OVERLAP, Layout
+from motion_loop.collage import OVERLAP, WINDOW, Layout, Pieces, smootherstep
 from motion_loop.errors import UserError
 
 Boundary = Literal["uncond", "left", "right", "average"]
@@ -421,6 +425,7 @@ class SegmentRun:
     layout: Layout
     boundary: str
     fps: float
+    split_sigma: float = 0.0  # HybridSegmentCollage: segments finish on their own at and below it (0: never)
 
     @property
     def max_shift(self) -> int:
@@ -457,7 +462,7 @@ class SegmentRun:
         return [(a, t) for t, (a, _) in zip(plan.texts, plan.spans)]
 
     def to_dict(self) -> dict:
-        return {"boundary": self.boundary, "max_shift": self.max_shift, "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
+        return {"boundary": self.boundary, "max_shift": self.max_shift, "split_sigma": self.split_sigma, "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
 
 
 def read_segments(prompts: Sequence[str], *, split: bool, timeline: Path | None) -> list[list[Segment]]:
@@ -469,9 +474,14 @@ def read_segments(prompts: Sequence[str], *, split: bool, timeline: Path | None)
 
 def plan_run(prompts: Sequence[str], segments: Sequence[Sequence[Segment]], frames: int, fps: float,
              max_window: int, loop: bool, choose: Callable[..., Layout | None], *,
-             boundary: str = DEFAULT_BOUNDARY, **overrides) -> SegmentRun | None:
+             boundary: str = DEFAULT_BOUNDARY, split_sigma: float | None = None, **overrides) -> SegmentRun | None:
     """Place every prompt's segments on one layout of ``frames`` frames; None when no prompt has
-    more than one segment (the run is an ordinary one)."""
+    more than one segment (the run is an ordinary one). ``split_sigma``: see :class:`HybridSegmentCollage`
+    (None: :data:`DEFAULT_SPLIT_SIGMA` in a loop, 0 in a chain)."""
+    if split_sigma is None:
+        split_sigma = DEFAULT_SPLIT_SIGMA if loop else 0.0
+    if not split_sigma >= 0:
+        raise UserError(f"--segment_split must be a noise level >= 0 (0: the collage to the end), got {split_sigma}")
     if all(len(s) == 1 for s in segments):
         return None
     durations = [segment_frames(s, frames, fps) for s in segments]
@@ -480,4 +490,191 @@ def plan_run(prompts: Sequence[str], segments: Sequence[Sequence[Segment]], fram
     layout = segment_layout(frames, durations, max_window, loop, choose, **overrides)
     plans = {p: place_segments([s.text for s in segs], d, layout, layout.length if loop else frames)
              for p, segs, d in zip(prompts, segments, durations)}
-    return SegmentRun(plans, layout, boundary, fps)
+    return SegmentRun(plans, layout, boundary, fps, float(split_sigma))
+
+
+# ----------------------------------------------------------------------------------------------
+# Segments that finish on their own: the collage at high noise, independent windows at low noise
+
+
+SPLIT_FADES = ("linear", "smooth")
+# python -m sample's switch for loops. Chains keep the collage to the end (0): there the split's peak
+# jerk and AUJ at transitions measured 15% above the collage's (loops: equal). benchmarks/RESULTS.md,
+# "Segments that finish on their own".
+DEFAULT_SPLIT_SIGMA = 1.0
+
+
+class HybridSegmentCollage:
+    """A denoiser for segments that uses the collage over part of the noise levels and, over the
+    rest, denoises every segment's windows on their own, as the blend baseline does (windows that
+    must agree on shared frames slow a fast action between slow ones: a jog next to a jump is read
+    as a walk; a window that never sees its neighbour keeps its speed; benchmarks/RESULTS.md,
+    "Several actions").
+
+    Independent phase: every window is denoised with its own segment's prompt on its own frames;
+    at a boundary overlap (frames shared by windows of two segments) nothing forces agreement,
+    while windows of the same segment still compose as ``condind``. Collage phase: ``collage`` (a
+    :class:`motion_loop.collage.CollageDenoiser` over ``inner`` on the layout, e.g. the
+    segment-aware ``seamless``) denoises the merged sequence, and every copy of a frame gets its
+    prediction. ``late`` (what ``python -m sample`` does for a loop of several actions): the collage
+    above ``switch_sigma``, where it sets out one motion with its transitions, independent at and
+    below, where each segment finishes its own action; else independent above and the collage below
+    (measured worse: the demo model re-predicts a window's whole motion from what it sees even at
+    the last levels, so a collage after independent windows slows the jog again).
+
+    ``copies``: every boundary overlap has a second copy in the sampler's state, so each of its two
+    windows evolves its own version of the shared frames; :meth:`merge` takes the overlap from the
+    earlier window's copy into the later one's: cut at the boundary (``fade`` None) or faded across
+    the overlap (``"linear"``, as the blend; ``"smooth"``, a smootherstep). Without copies the state
+    is the sequence and each half of a boundary overlap takes its own segment's window's prediction.
+    ``pull`` (0-1, needs a fade): at every independent evaluation both copies of a boundary overlap
+    move this far toward their fade.
+
+    The state is ``[B, ..., state_length]``: :meth:`expand` a sequence into it (the copies start as
+    the sequence's frames), :meth:`merge` it back. ``inner``: a :class:`SegmentDenoiser`;
+    conditions ``segment_embed`` and ``frame_segment``.
+    """
+
+    accepts_padding = True
+
+    def __init__(self, inner: SegmentDenoiser, collage, layout: Layout, switch_sigma: float = DEFAULT_SPLIT_SIGMA, *,
+                 late: bool = True, copies: bool = True, fade: str | None = "linear", pull: float = 0.0):
+        if fade is not None and fade not in SPLIT_FADES:
+            raise ValueError(f"unknown fade {fade!r}: use None or one of {', '.join(SPLIT_FADES)}")
+        if not 0.0 <= pull <= 1.0 or (pull and (fade is None or not copies)):
+            raise ValueError(f"pull must be in [0, 1] and needs copies and a fade, got pull={pull}, fade={fade}")
+        self.inner, self.collage, self.layout = inner, collage, layout
+        self.switch_sigma, self.late, self.copies, self.fade = float(switch_sigma), late, copies, fade
+        self.pull = float(pull)
+        self.calls = 0
+
+    def __getattr__(self, name):
+        if name in ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod"):
+            return getattr(self.inner, name)
+        raise AttributeError(name)
+
+    @property
+    def state_length(self) -> int:
+        lay = self.layout
+        return lay.length + (lay.n_overlaps * lay.overlap if self.copies else 0)
+
+    def boundaries(self, frame_segment: Tensor) -> Tensor:
+        """``[B, n_overlaps]`` bool: overlap j lies on a segment boundary (as :class:`SegmentDenoiser`
+        reads it: the segments either side of its middle differ)."""
+        lay = self.layout
+        middle = (torch.arange(lay.n_overlaps) + 1) * lay.stride + lay.overlap // 2
+        fs = frame_segment.cpu()
+        return fs[:, (middle - 1) % lay.length] != fs[:, middle % lay.length]
+
+    def expand(self, x: Tensor) -> Tensor:
+        """A sequence ``[B, ..., length]`` as a state: every overlap's copy starts as the sequence's frames."""
+        if not self.copies:
+            return x
+        return torch.cat([x, x[..., self.layout.overlap_index.flatten().to(x.device)]], dim=-1)
+
+    def merge(self, state: Tensor, frame_segment: Tensor) -> Tensor:
+        """The sequence of a state: a boundary overlap faded from the earlier window's copy into the
+        later one's (or, without a fade, its right half from the later one's)."""
+        lay = self.layout
+        x = state[..., : lay.length].clone()
+        if not self.copies:
+            return x
+        half = lay.overlap // 2
+        boundary = self.boundaries(frame_segment)
+        copy = state[..., lay.length:].unflatten(-1, (lay.n_overlaps, lay.overlap))  # [B, ..., m, o]
+        # A linear fade (the blend's) measured smoother at the boundary than a smootherstep, whose
+        # steeper middle meets the copies where they differ most.
+        rise = torch.arange(1, lay.overlap + 1, dtype=x.dtype, device=x.device) / (lay.overlap + 1)
+        rise = smootherstep(rise) if self.fade == "smooth" else rise
+        for b, j in boundary.nonzero().tolist():
+            if self.fade:
+                positions = lay.overlap_index[j].to(x.device)
+                x[b, ..., positions] = (1 - rise) * x[b, ..., positions] + rise * copy[b, ..., j, :]
+            else:
+                positions = lay.overlap_index[j, half:].to(x.device)
+                x[b, ..., positions] = copy[b, ..., j, half:]
+        return x
+
+    def _positions(self, boundary: Tensor) -> Tensor:
+        """``[B, n, window]`` state positions each window reads: a boundary overlap's later window
+        reads its first frames from that overlap's copy."""
+        lay = self.layout
+        pos = lay.window_index.expand(boundary.shape[0], -1, -1).clone()
+        if self.copies:
+            for b, j in boundary.nonzero().tolist():
+                pos[b, (j + 1) % lay.n_windows, : lay.overlap] = lay.length + j * lay.overlap + torch.arange(lay.overlap)
+        return pos
+
+    def independent(self, sigma: float) -> bool:
+        """Whether the windows are denoised on their own at noise level ``sigma``."""
+        return (sigma <= self.switch_sigma) == self.late
+
+    def __call__(self, x: Tensor, sigma: Tensor, *, segment_embed: Tensor, frame_segment: Tensor) -> Tensor:
+        if x.shape[-1] != self.state_length:
+            raise ValueError(f"expected a state of {self.state_length} frames (expand() the sequence), got {x.shape[-1]}")
+        sigma = torch.as_tensor(sigma, device=x.device)
+        sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+        cond = {"segment_embed": segment_embed, "frame_segment": frame_segment}
+        self.calls += 1
+        if not self.independent(float(sigma.max())):
+            return self.expand(self.collage(self.merge(x, frame_segment), sigma, **cond))
+        out = self._independent(x, sigma, cond)
+        if self.pull:
+            # Both copies of a boundary overlap move part of the way to their fade.
+            lay = self.layout
+            fused = self.merge(out, frame_segment)
+            for b, j in self.boundaries(frame_segment).nonzero().tolist():
+                ov = lay.overlap_index[j].to(x.device)
+                copy = slice(lay.length + j * lay.overlap, lay.length + (j + 1) * lay.overlap)
+                out[b, ..., ov] += self.pull * (fused[b, ..., ov] - out[b, ..., ov])
+                out[b, ..., copy] += self.pull * (fused[b, ..., ov] - out[b, ..., copy])
+        return out
+
+    def _independent(self, x: Tensor, sigma: Tensor, cond: dict) -> Tensor:
+        lay = self.layout
+        batch, n, w, o, m = x.shape[0], lay.n_windows, lay.window, lay.overlap, lay.n_overlaps
+        boundary = self.boundaries(cond["frame_segment"])  # [B, m]
+        pos = self._positions(boundary).to(x.device)  # [B, n, w]
+        b_idx = torch.arange(batch, device=x.device)
+        x_last = x.movedim(-1, 1)  # [B, state, ...]
+        win_rows = x_last[b_idx[:, None, None], pos].movedim(2, -1).flatten(0, 1)  # [B * n, ..., w]
+        # Overlap rows only where both windows have one segment: condind ties them as before.
+        inside = (~boundary).nonzero()  # [k, 2]: (sample, overlap)
+        ov_pos = lay.overlap_index.to(x.device)[inside[:, 1]]  # [k, o]
+        ov_rows = x_last[inside[:, 0, None].to(x.device), ov_pos].movedim(1, -1)  # [k, ..., o]
+        rows = torch.cat([win_rows, torch.nn.functional.pad(ov_rows, (0, w - o))])
+        k = len(inside)
+        pieces = Pieces(
+            sample=torch.cat([b_idx.repeat_interleave(n), inside[:, 0].to(x.device)]),
+            kind=torch.cat([torch.full((batch * n,), WINDOW), torch.full((k,), OVERLAP)]).to(x.device),
+            index=torch.cat([torch.arange(n).repeat(batch), inside[:, 1]]).to(x.device),
+            start=torch.cat([lay.window_index[:, 0].repeat(batch), lay.overlap_index[inside[:, 1], 0]]).to(x.device),
+            length=torch.cat([torch.full((batch * n,), w), torch.full((k,), o)]).to(x.device),
+            layout=lay,
+        )
+        x0 = self.inner(rows, sigma[pieces.sample], pieces=pieces, **cond)
+        win_x0 = x0[: batch * n].unflatten(0, (batch, n)).movedim(-1, 2)  # [B, n, w, ...]
+        ov_x0 = x0[batch * n:, ..., :o].movedim(-1, 1)  # [k, o, ...]
+
+        # Weights of each window frame on the state: 1, except where a boundary overlap's
+        # windows must not add up (one copy each, or each half to its own segment's window).
+        coef = torch.ones(batch, n, w, device=x.device)
+        half = o // 2
+        for b, j in boundary.nonzero().tolist():
+            later = (j + 1) % n
+            if not self.copies:
+                coef[b, j, w - o + half:] = 0.0
+                coef[b, later, :half] = 0.0
+        shape = (1, 1, 1) + (1,) * (x.ndim - 2)
+        out = torch.zeros(x_last.shape, dtype=x.dtype, device=x.device)  # [B, state, ...]
+        flat_pos = (b_idx[:, None, None] * x.shape[-1] + pos).flatten()
+        out.view(-1, *out.shape[2:]).index_add_(0, flat_pos, (win_x0 * coef.view(batch, n, w, *shape[3:])).flatten(0, 2))
+        if k:
+            flat_ov = (inside[:, 0, None].to(x.device) * x.shape[-1] + ov_pos).flatten()
+            out.view(-1, *out.shape[2:]).index_add_(0, flat_ov, -ov_x0.flatten(0, 1))
+        out = out.movedim(1, -1)
+        if self.copies and k:  # the unused copies of inner overlaps follow the sequence
+            for b, j in inside.tolist():
+                out[b, ..., lay.length + j * o: lay.length + (j + 1) * o] = out[b, ..., lay.overlap_index[j]]
+        return out
+

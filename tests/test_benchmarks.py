@@ -100,7 +100,9 @@ def test_bench_steps_compares_settings_with_the_reference():
 
 
 SEGMENT_METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",
-                   "collage crossfade", "outpainting", "blend", "single prompt", "single prompt seamless"]
+                   "collage crossfade", "late linear", "late fade", "late split", "hybrid split", "hybrid shared",
+                   "hybrid fade", "bridge", "outpainting", "blend", "single prompt", "single prompt seamless"]
+CHAIN_METHODS = ["collage seamless", "late linear", "bridge", "outpainting", "blend"]
 
 
 def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
@@ -108,11 +110,11 @@ def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
     stats = shared_path("humanml3d", "Mean.npy").parent
     out = run("eval_segments.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text",
               "--per_count", "1", "--counts", "2", "--steps", "2", "--segment_seconds", "1.5",
-              "--methods", *SEGMENT_METHODS, "--chain_methods", "collage seamless", "outpainting", "blend",
+              "--methods", *SEGMENT_METHODS, "--chain_methods", *CHAIN_METHODS,
               "--segment_guidance", "3", "--json", str(tmp_path / "runs.json"))
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
     assert {k for k in results if k.startswith("loop: ")} == {f"loop: {m}" for m in SEGMENT_METHODS}
-    assert {k for k in results if k.startswith("chain: ")} == {"chain: collage seamless", "chain: outpainting", "chain: blend"}
+    assert {k for k in results if k.startswith("chain: ")} == {f"chain: {m}" for m in CHAIN_METHODS}
     for runs in results.values():
         assert len(runs) == 1 and runs[0]["transition_jerk_ratio"] > 0 and len(runs[0]["segment_kinds"]) == 2
         assert len(runs[0]["core_kinds"]) == 2 and 0 <= runs[0]["core_accuracy"] <= 1

@@ -13,7 +13,8 @@ from motion_loop import generate
 from motion_loop.generate import choose_layout, main
 from motion_loop.render import title_at
 from motion_loop.segments import (
-    SegmentDenoiser, Segment, parse_segments, place_segments, read_timeline, segment_layout, split_prompt,
+    HybridSegmentCollage, SegmentDenoiser, Segment, parse_segments, place_segments, read_timeline, segment_layout,
+    split_prompt,
 )
 
 from test_generate import cli, run_error, run_ok, tiny  # noqa: F401  (the tiny model fixture)
@@ -172,6 +173,93 @@ def test_segment_denoiser_passes_its_guidance_per_row():
     assert seen["guidance"].shape == (8 + 2,) and bool((seen["guidance"] == 4.0).all())
 
 
+class RowEcho:
+    """A row denoiser returning, on every frame, the row's segment value (text embedding's first
+    entry; 0 unconditional) plus the mean of what the row read; records the rows it read."""
+
+    accepts_padding = True
+
+    def __init__(self):
+        self.rows = []
+
+    def __call__(self, x, sigma, *, text_embed, lengths):
+        self.rows.append(x.clone())
+        mean = torch.stack([x[r, ..., :n].mean() for r, n in enumerate(lengths.tolist())])
+        return (text_embed[:, 0] + mean)[:, None, None, None].expand_as(x).clone()
+
+
+def _hybrid_case(cyclic: bool, **kwargs):
+    layout = Layout(window=12, overlap=4, n_windows=4, cyclic=cyclic)  # stride 8
+    durations = [8, 16, 8] if cyclic else [10, 16, 10]
+    plan = place_segments(["a", "b", "c"], durations, layout, layout.length)
+    assert [len(w) for w in plan.windows] == [1, 2, 1]  # segment b has two windows: one inner overlap
+    inner = RowEcho()
+    rows = SegmentDenoiser(inner)
+    hybrid = HybridSegmentCollage(rows, CollageDenoiser(rows, layout, "condind"), layout, 1.0, **kwargs)
+    cond = {"segment_embed": torch.tensor([[[1.0], [2.0], [3.0]]]), "frame_segment": torch.tensor([plan.frame_segment])}
+    return layout, plan, inner, hybrid, cond
+
+
+@pytest.mark.parametrize("cyclic", [True, False])
+def test_hybrid_windows_finish_their_own_segment_without_seeing_the_next(cyclic):
+    layout, plan, inner, hybrid, cond = _hybrid_case(cyclic, fade=None)
+    boundaries = 3 if cyclic else 2  # a loop's seam is a boundary too; a chain's ends are not
+    assert hybrid.state_length == layout.length + layout.n_overlaps * layout.overlap
+    assert hybrid.boundaries(cond["frame_segment"]).sum() == boundaries
+    x = hybrid.expand(torch.zeros(1, 2, 1, layout.length))
+    x[..., layout.length:] = 5.0  # the copies: what the later window of each overlap reads
+    out = hybrid(x, torch.tensor(0.5), **cond)  # at the switch: independent
+    # One call: the 4 windows and the one overlap inside segment b (boundary overlaps get no row).
+    assert len(inner.rows) == 1 and inner.rows[0].shape[0] == 4 + 1
+    windows = inner.rows[0][:4, 0, 0]
+    after_boundary = [1, 3] + ([0] if cyclic else [])  # windows that start on a boundary overlap
+    for i in range(4):
+        assert bool((windows[i, :4] == (5.0 if i in after_boundary else 0.0)).all())  # their own copy
+        assert bool((windows[i, 4:8] == 0.0).all())
+    merged = hybrid.merge(out, cond["frame_segment"])[0, 0, 0]
+    # Each frame is its own segment's prediction: windows read 0 and 5 over 12 frames -> mean 5/3 or 0.
+    copy_mean = 4 * 5.0 / 12
+    # Segment b's windows: window 1 read a copy, window 2 did not; their inner overlap is condind.
+    for p in range(layout.length):
+        k = plan.frame_segment[p]
+        owners = [i for i in range(4) if p in layout.window_index[i].tolist()]
+        own = [i for i in owners if i in plan.windows[k]]
+        value = sum((k + 1) + (copy_mean if i in after_boundary else 0.0) for i in own)
+        if len(own) == 2:  # inside segment b: windows minus the overlap (which read the sequence: 0)
+            value -= k + 1
+        assert merged[p].item() == pytest.approx(value), (p, owners, own)
+
+
+def test_hybrid_late_runs_the_collage_above_the_switch_and_merges_with_a_linear_fade():
+    layout, plan, inner, hybrid, cond = _hybrid_case(True)  # late, linear fade: the CLI's
+    assert hybrid.independent(1.0) and hybrid.independent(0.1) and not hybrid.independent(1.5)
+    early = _hybrid_case(True, late=False)[3]  # the other way round: on their own first
+    assert early.independent(1.5) and not early.independent(1.0)
+    x = hybrid.expand(torch.zeros(1, 2, 1, layout.length))
+    high = hybrid(x, torch.tensor(5.0), **cond)
+    # The collage (condind, boundary overlaps unconditional): a + b - 0 on a boundary overlap, and
+    # every copy of a frame gets the same prediction.
+    ov = layout.overlap_index
+    assert torch.allclose(high[0, 0, 0, ov[0]], torch.tensor(1.0 + 2.0))
+    assert torch.allclose(high[0, ..., layout.length:], high[0, ..., ov.flatten()])
+    # merge fades the earlier window's copy into the later one's linearly across the overlap.
+    state = hybrid.expand(torch.zeros(1, 1, 1, layout.length))
+    state[..., ov[0]] = 1.0
+    state[..., layout.length: layout.length + layout.overlap] = 2.0
+    faded = hybrid.merge(state, cond["frame_segment"])[0, 0, 0, ov[0]]
+    assert torch.allclose(faded, 1.0 + torch.arange(1, 5) / 5.0)
+
+
+def test_hybrid_rejects_a_state_of_the_wrong_length_and_bad_options():
+    layout, plan, inner, hybrid, cond = _hybrid_case(False)
+    with pytest.raises(ValueError, match="expand"):
+        hybrid(torch.zeros(1, 2, 1, layout.length), torch.tensor(0.5), **cond)
+    with pytest.raises(ValueError, match="fade"):
+        _hybrid_case(False, fade="cubic")
+    with pytest.raises(ValueError, match="pull"):
+        _hybrid_case(False, fade=None, pull=0.5)
+
+
 def test_title_schedule_follows_the_segments_and_repeats_with_the_loop():
     schedule = [(0, "walk"), (40, "jump"), (80, "wave")]
     assert [title_at(schedule, f) for f in (0, 39, 40, 79, 80, 119)] == ["walk", "walk", "jump", "jump", "wave", "wave"]
@@ -192,6 +280,8 @@ def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  #
     # several actions: seamless, moved at most half an overlap so that windows keep their own prompts
     assert run["layout"]["collage"] == "seamless"
     assert run["segments"]["max_shift"] == run["layout"]["overlap"] // 2
+    # ... and below sigma 1 every segment's windows finish on their own (HybridSegmentCollage)
+    assert run["segments"]["split_sigma"] == 1.0
     line = (out_dir / "results.txt").read_text()
     assert line.startswith("a person walks forward (frames 0-") and line.count(" | ") == 2
     assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
@@ -205,6 +295,14 @@ def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch)
                "--output_dir", str(out_dir)), capsys)
     run = json.loads((out_dir / "run.json").read_text())
     assert run["frames"] == 80 and run["loop"] is False
+    assert run["segments"]["split_sigma"] == 0.0  # a chain: the collage to the end
+    out_dir = tmp_path / "tl_split"
+    run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1",
+               "--segment_split", "2", "--output_dir", str(out_dir)), capsys)
+    split = json.loads((out_dir / "run.json").read_text())
+    assert split["segments"]["split_sigma"] == 2.0 and split["frames"] == 80
+    assert "--segment_split must be a noise level >= 0" in run_error(
+        cli(tiny, "--timeline", str(timeline), "--segment_split", "-1"), capsys)
     spans = [s["frames"] for s in run["segments"]["per_prompt"]["a person walks | a person jumps"]]
     stride = run["layout"]["window"] - run["layout"]["overlap"]
     assert spans[0][0] == 0 and spans[1][1] == 80 and abs(spans[0][1] - 30) <= stride
