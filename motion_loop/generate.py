@@ -109,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "own copy of the frames it shares with the next segment, the two copies faded linearly "
                         "(above it the collage sets out one motion with its transitions): a fast action between "
                         "slow ones keeps its speed; 0 runs the collage to the end (default "
-                        f"{DEFAULT_SPLIT_SIGMA} in a loop, 0 in a chain: benchmarks/RESULTS.md, \"Segments that "
-                        "finish on their own\")")
+                        f"{DEFAULT_SPLIT_SIGMA}: benchmarks/RESULTS.md, \"Segments that finish on their own\")")
 
     g = p.add_argument_group("sampler")
     g.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER,

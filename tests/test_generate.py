@@ -13,7 +13,7 @@ from conftest import tiny_mdm
 from motion_loop import generate
 from motion_loop.collage import Layout
 from motion_loop.errors import UserError
-from motion_loop.generate import choose_layout, main
+from motion_loop.generate import SAMPLER_TITLES, choose_layout, main
 from motion_loop.mdm import MDM, MDMConfig, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,7 +293,7 @@ def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys, sam
     out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
                      "--sampler", sampler, "--dtype", "bf16", "--threads", "1", "--no-render", "--no-bvh",
                      "--output_dir", str(out_dir)), capsys)
-    assert f"{sampler} sampler, bf16, 1 thread(s)" in out
+    assert f"{SAMPLER_TITLES[sampler]} sampler, bf16, 1 thread(s)" in out
     run = json.loads((out_dir / "run.json").read_text())
     assert run["sampler"] == sampler and run["dtype"] == "bf16" and run["threads"] == 1
     assert run["steps"] == 4  # one model call per step

@@ -280,8 +280,8 @@ def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  #
     # several actions: seamless, moved at most half an overlap so that windows keep their own prompts
     assert run["layout"]["collage"] == "seamless"
     assert run["segments"]["max_shift"] == run["layout"]["overlap"] // 2
-    # ... and below sigma 1 every segment's windows finish on their own (HybridSegmentCollage)
-    assert run["segments"]["split_sigma"] == 1.0
+    # ... and below sigma 2 every segment's windows finish on their own (HybridSegmentCollage)
+    assert run["segments"]["split_sigma"] == 2.0
     line = (out_dir / "results.txt").read_text()
     assert line.startswith("a person walks forward (frames 0-") and line.count(" | ") == 2
     assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
@@ -295,12 +295,12 @@ def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch)
                "--output_dir", str(out_dir)), capsys)
     run = json.loads((out_dir / "run.json").read_text())
     assert run["frames"] == 80 and run["loop"] is False
-    assert run["segments"]["split_sigma"] == 0.0  # a chain: the collage to the end
+    assert run["segments"]["split_sigma"] == 2.0  # chains too
     out_dir = tmp_path / "tl_split"
     run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1",
-               "--segment_split", "2", "--output_dir", str(out_dir)), capsys)
+               "--segment_split", "0", "--output_dir", str(out_dir)), capsys)
     split = json.loads((out_dir / "run.json").read_text())
-    assert split["segments"]["split_sigma"] == 2.0 and split["frames"] == 80
+    assert split["segments"]["split_sigma"] == 0.0 and split["frames"] == 80  # 0: the collage to the end
     assert "--segment_split must be a noise level >= 0" in run_error(
         cli(tiny, "--timeline", str(timeline), "--segment_split", "-1"), capsys)
     spans = [s["frames"] for s in run["segments"]["per_prompt"]["a person walks | a person jumps"]]
