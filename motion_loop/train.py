@@ -440,9 +440,10 @@ def run(args) -> Trainer:
     started = time.perf_counter()
     data, cache = load_or_build(args.cache_dir, args.motions_per_kind, args.motion_frames, args.data_seed,
                                 captions_per_motion=args.captions_per_motion)
-    mean, std = prepare_stats(save_dir, data.features)
     if args.init_from is not None:
-        check_init_from(args.init_from, config, mean, std)
+        # before prepare_stats writes this run's Mean/Std, so a refused run leaves no stats behind
+        check_init_from(args.init_from, config, *feature_stats(data.features))
+    mean, std = prepare_stats(save_dir, data.features)
     sampler = CropSampler(data, mean, std, args.min_frames, args.max_frames)
     print(f"data: {len(data)} procedural motions x {args.motion_frames} frames ({data.features.nbytes / 2**20:.0f} MiB), "
           f"{len(set(data.all_captions()))} distinct captions, {time.perf_counter() - started:.1f} s"
