@@ -6,8 +6,9 @@ This is how the bundled demo model was made (its README.md has the exact command
 is MDM's (Tevet et al. 2023, Sec. 3): ``t ~ U{0 .. N-1}``, ``x_t = sqrt(abar_t) x0 + sqrt(1 -
 abar_t) eps``, the network predicts ``x0`` and the loss is the MSE to the clean normalized features
 over valid frames (``L_simple``), plus optional weighted terms: ``--lambda_vel`` (MSE of the
-frame-to-frame change of the features) and ``--lambda_fc`` (MDM's foot contact loss, see
-:func:`foot_contact_loss`). The text is dropped (``y["uncond"]``) with probability
+frame-to-frame change of the features), ``--lambda_fc`` (MDM's foot contact loss, see
+:func:`foot_contact_loss`) and ``--lambda_jerk`` (MSE of the jerk of the decoded joints, see
+:func:`jerk_loss`). The text is dropped (``y["uncond"]``) with probability
 ``cond_mask_prob`` for classifier-free guidance.
 
 The text encoder is the frozen MiniLM (``"minilm"``, :class:`MiniLMTextEncoder`), as MDM's CLIP is
@@ -17,6 +18,9 @@ frozen: every distinct training caption is embedded once before training, and on
 Outputs in ``--save_dir``: ``model{step:09d}.pt`` (the EMA weights of MDM, what sampling loads;
 ``args.json``, ``Mean.npy``, ``Std.npy`` beside it) and ``train{step:09d}.pt`` (model, EMA,
 optimizer, step, random states: what ``--resume`` reads). Nothing is ever overwritten.
+
+``--init_from model*.pt`` fine-tunes: the model and its EMA start from that checkpoint's weights
+instead of a random init (the flags must describe the same architecture and data statistics).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from motion_loop.dataset import STD_FLOOR, CropSampler, feature_stats, load_or_b
 from motion_loop.diffusion import alphas_cumprod_for
 from motion_loop.errors import UserError, run_cli
 from motion_loop.humanml import CONTACTS, recover_from_ric
-from motion_loop.mdm import MDM, MDMConfig, save_model
+from motion_loop.mdm import MDM, MDMConfig, _read_checkpoint, _select_state, load_state, save_model
 from motion_loop.skeleton import LEFT_FOOT, RIGHT_FOOT
 from motion_loop.procedural.captions import PLAIN_SUBJECT
 from motion_loop.text_encoders import CAPTION_BANK, CaptionBank, MiniLMTextEncoder, TextEncoder
@@ -72,6 +76,25 @@ def foot_contact_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     pair = (valid[:, 1:] & valid[:, :-1]).to(pred.dtype)  # [B, T-1]
     error = (step.pow(2).sum(dim=-1) * planted * pair[..., None]).sum()
     return error / (pair.sum() * step.shape[-2] * step.shape[-1]).clamp(min=1)
+
+
+def jerk_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """MSE between the jerk (third frame difference, m/frame^3) of the joints decoded from ``pred``
+    and from ``target`` (``[B, T, 263]`` raw HumanML3D features, decoded with the differentiable
+    :func:`recover_from_ric`):
+
+        L_jerk = sum_{t, j, xyz} [valid t..t+3] (d3 p_j(t) - d3 q_j(t))^2 / (66 * #valid stencils)
+
+    ``valid [B, T]`` bool marks real frames; a stencil counts only when all of its 4 frames are
+    valid. The per-feature MSE weighs a one-frame kink in the decoded body no more than any other
+    error of the same size, and the velocity loss only sees its first difference: this term
+    targets the jerky frames directly.
+    """
+    jerk_pred = recover_from_ric(pred).diff(n=3, dim=1)  # [B, T-3, J, 3]
+    jerk_target = recover_from_ric(target).diff(n=3, dim=1)
+    stencil = (valid[:, 3:] & valid[:, 2:-1] & valid[:, 1:-2] & valid[:, :-3]).to(pred.dtype)  # [B, T-3]
+    error = ((jerk_pred - jerk_target).pow(2).sum(dim=(-2, -1)) * stencil).sum()
+    return error / (stencil.sum() * jerk_pred.shape[-2] * jerk_pred.shape[-1]).clamp(min=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,8 +135,8 @@ class Trainer:
 
     def __init__(self, model: MDM, text_encoder: TextEncoder, sampler: CropSampler, *, lr: float = 4e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 200, total_steps: int = 1000,
-                 grad_clip: float = 1.0, lambda_vel: float = 0.0, lambda_fc: float = 0.0, seed: int = 10,
-                 device: torch.device | str = "cpu"):
+                 grad_clip: float = 1.0, lambda_vel: float = 0.0, lambda_fc: float = 0.0,
+                 lambda_jerk: float = 0.0, seed: int = 10, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -121,17 +144,18 @@ class Trainer:
         self.sampler = sampler
         self.lr, self.warmup, self.total_steps = lr, warmup, total_steps
         self.ema_decay, self.grad_clip = ema_decay, grad_clip
-        self.lambda_vel, self.lambda_fc = lambda_vel, lambda_fc
+        self.lambda_vel, self.lambda_fc, self.lambda_jerk = lambda_vel, lambda_fc, lambda_jerk
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         self.abar = alphas_cumprod_for(model.config).float().to(self.device)
         self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # dropout
         self.step = 0
         self.history: list[tuple[int, float]] = []  # (step, loss) of every step
+        self.terms: dict[str, float] = {}  # the unweighted loss terms of the last loss() call
 
     def loss(self, x0: Tensor, texts: list[str]) -> Tensor:
         """MDM's simple loss (MSE of the predicted x0 over all valid frames and features) plus the
-        weighted velocity and foot contact terms."""
+        weighted velocity, foot contact and jerk terms (unweighted values in ``self.terms``)."""
         g, batch = self.generator, x0.shape[0]
         text_embed = self.text_encoder.encode(texts).to(self.device)
         t = torch.randint(0, len(self.abar), (batch,), generator=g).to(self.device)
@@ -142,17 +166,28 @@ class Trainer:
         mask = torch.ones(batch, 1, 1, x0.shape[-1], dtype=torch.bool, device=self.device)
         pred = self.model(x_t, t, {"text_embed": text_embed, "uncond": uncond, "mask": mask})
         loss = ((pred - x0) ** 2 * mask).sum() / (mask.sum() * x0.shape[1])
+        self.terms = {"mse": float(loss.detach())}
         if self.lambda_vel > 0:
             # MDM's lambda_vel, on the features: the frame-to-frame change of the prediction must
             # match the data's, which penalizes jitter that the plain MSE barely sees.
             pair = mask[..., 1:] & mask[..., :-1]
             vel_error = (pred.diff(dim=-1) - x0.diff(dim=-1)) ** 2
-            loss = loss + self.lambda_vel * (vel_error * pair).sum() / (pair.sum() * x0.shape[1]).clamp(min=1)
+            vel = (vel_error * pair).sum() / (pair.sum() * x0.shape[1]).clamp(min=1)
+            loss = loss + self.lambda_vel * vel
+            self.terms["vel"] = float(vel.detach())
+        if self.lambda_fc > 0 or self.lambda_jerk > 0:
+            raw_pred, raw_x0 = (self.sampler.normalizer.denormalize(v[:, :, 0].transpose(1, 2)) for v in (pred, x0))
         if self.lambda_fc > 0:
             # Planted feet must not slide in the decoded prediction: couples the root velocity to
             # the legs, which the per-feature MSE treats as unrelated numbers.
-            raw_pred, raw_x0 = (self.sampler.normalizer.denormalize(v[:, :, 0].transpose(1, 2)) for v in (pred, x0))
-            loss = loss + self.lambda_fc * foot_contact_loss(raw_pred, raw_x0, mask[:, 0, 0])
+            fc = foot_contact_loss(raw_pred, raw_x0, mask[:, 0, 0])
+            loss = loss + self.lambda_fc * fc
+            self.terms["fc"] = float(fc.detach())
+        if self.lambda_jerk > 0:
+            # The decoded body must not kink from frame to frame more than the data does.
+            jerk = jerk_loss(raw_pred, raw_x0, mask[:, 0, 0])
+            loss = loss + self.lambda_jerk * jerk
+            self.terms["jerk"] = float(jerk.detach())
         return loss
 
     def train_step(self, batch_size: int) -> float:
@@ -171,6 +206,23 @@ class Trainer:
         value = float(loss.detach())
         self.history.append((self.step, value))
         return value
+
+    def init_from(self, path: Path) -> None:
+        """Start the model and its EMA from a checkpoint's weights: a ``model*.pt`` (EMA weights,
+        copied into both) or a ``train*.pt`` (its model and its EMA). The optimizer, step and random
+        states start fresh, as for a random init."""
+        obj = _read_checkpoint(path)
+        if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and isinstance(obj.get("ema"), dict):
+            model_state, ema_state = obj["model"], obj["ema"]  # a train*.pt
+        else:
+            model_state = ema_state = _select_state(obj, path, use_ema=True)
+        hint = "pass the same model flags (--latent_dim, --layers, --ff_size, --num_heads) as that checkpoint's run"
+        for module, state in ((self.model, model_state), (self.ema, ema_state)):
+            try:
+                load_state(module, state, source=f"--init_from {path}")
+            except UserError as err:
+                # load_state's hint speaks of args.json; here the flags build the model
+                raise UserError(str(err).split(": check that")[0] + f": {hint}") from None
 
     def state_dict(self) -> dict:
         return {
@@ -232,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    g.add_argument("--init_from", type=Path, default=None,
+                   help="fine-tune: start the model and its EMA from this checkpoint's weights (a model*.pt or "
+                        "train*.pt) instead of a random init; the model flags must describe its architecture and "
+                        "the data must give the Mean/Std beside it (default: random init)")
 
     g = p.add_argument_group("data (procedural motions)")
     g.add_argument("--motions_per_kind", type=int, default=96, help="procedural motions per kind (default 96)")
@@ -268,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda_fc", type=float, default=0.0,
                    help="weight of MDM's foot contact loss: squared displacement (m) of the decoded feet where "
                         "the data's contact features say they are planted (default 0)")
+    g.add_argument("--lambda_jerk", type=float, default=0.0,
+                   help="weight of the jerk loss: MSE between the third frame differences (m/frame^3) of the "
+                        "decoded joint positions of the prediction and of the data (default 0)")
     return p
 
 
@@ -289,7 +348,7 @@ def check_args(args) -> None:
         raise UserError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.latent_dim % args.num_heads:
         raise UserError("--latent_dim must be divisible by --num_heads")
-    for name in ("lambda_vel", "lambda_fc"):
+    for name in ("lambda_vel", "lambda_fc", "lambda_jerk"):
         if getattr(args, name) < 0:
             raise UserError(f"--{name} must be at least 0, got {getattr(args, name)}")
 
@@ -332,6 +391,32 @@ def prepare_stats(save_dir: Path, features: np.ndarray) -> tuple[np.ndarray, np.
     return mean, std
 
 
+# What must agree between an --init_from checkpoint and the current flags besides the weights'
+# shapes: the diffusion the network was taught to invert.
+INIT_MATCH = ("arch", "text_encoder_type", "text_dim", "mask_frames", "diffusion_steps", "noise_schedule")
+
+
+def check_init_from(path: Path, config: MDMConfig, mean: np.ndarray, std: np.ndarray) -> None:
+    """Refuse an ``--init_from`` checkpoint whose diffusion settings (its ``args.json``) or data
+    statistics (its ``Mean.npy``/``Std.npy``) differ from this run's: its weights would expect other
+    inputs. Either file may be absent; the weights' shapes are checked when they are loaded."""
+    if not path.is_file():
+        raise UserError(f"--init_from {path} does not exist: pass the model*.pt (or train*.pt) file to start from")
+    args_path = path.parent / "args.json"
+    if args_path.is_file():
+        saved = MDMConfig.from_args(json.loads(args_path.read_text()))
+        for name in INIT_MATCH:
+            if getattr(saved, name) != getattr(config, name):
+                raise UserError(f"--init_from {path}: its {name} is {getattr(saved, name)!r}, this run's "
+                                f"{getattr(config, name)!r}: fine-tune with the same model flags")
+    if (path.parent / "Mean.npy").is_file() and (path.parent / "Std.npy").is_file():
+        saved_mean, saved_std = np.load(path.parent / "Mean.npy"), np.load(path.parent / "Std.npy")
+        if not (saved_mean.shape == mean.shape and np.allclose(saved_mean, mean, atol=1e-5)
+                and np.allclose(saved_std, std, atol=1e-5)):
+            raise UserError(f"--init_from {path}: the Mean.npy/Std.npy beside it are not this data's: fine-tune "
+                            "on the same data flags (--motions_per_kind, --motion_frames, --data_seed)")
+
+
 def run(args) -> Trainer:
     check_args(args)
     device = resolve_device(args.device)
@@ -355,6 +440,9 @@ def run(args) -> Trainer:
     started = time.perf_counter()
     data, cache = load_or_build(args.cache_dir, args.motions_per_kind, args.motion_frames, args.data_seed,
                                 captions_per_motion=args.captions_per_motion)
+    if args.init_from is not None:
+        # before prepare_stats writes this run's Mean/Std, so a refused run leaves no stats behind
+        check_init_from(args.init_from, config, *feature_stats(data.features))
     mean, std = prepare_stats(save_dir, data.features)
     sampler = CropSampler(data, mean, std, args.min_frames, args.max_frames)
     print(f"data: {len(data)} procedural motions x {args.motion_frames} frames ({data.features.nbytes / 2**20:.0f} MiB), "
@@ -376,7 +464,10 @@ def run(args) -> Trainer:
     trainer = Trainer(MDM(config), text_encoder, sampler, lr=args.lr, weight_decay=args.weight_decay,
                       ema_decay=args.ema_decay, warmup=args.warmup, total_steps=args.steps,
                       grad_clip=args.grad_clip, lambda_vel=args.lambda_vel, lambda_fc=args.lambda_fc,
-                      seed=args.seed, device=device)
+                      lambda_jerk=args.lambda_jerk, seed=args.seed, device=device)
+    if args.init_from is not None:
+        trainer.init_from(args.init_from)
+        print(f"initialized from {args.init_from}" + (" (then replaced by the resumed state)" if args.resume else ""))
     if args.resume:
         trainer.load_state_dict(torch.load(latest, map_location=device, weights_only=True))
         print(f"resumed from {latest} at step {trainer.step}")
@@ -392,9 +483,11 @@ def run(args) -> Trainer:
 
         bar = tqdm(total=args.steps, initial=trainer.step, desc="training", dynamic_ncols=True)
     window: list[float] = []
+    term_window: list[dict[str, float]] = []
     tick = time.perf_counter()
     for _ in steps:
         window.append(trainer.train_step(args.batch_size))
+        term_window.append(trainer.terms)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{window[-1]:.4f}")
@@ -403,12 +496,18 @@ def run(args) -> Trainer:
             record = {"step": trainer.step, "loss": float(np.mean(window)),
                       "lr": learning_rate(trainer.step - 1, args.lr, args.warmup, args.steps),
                       "sec_per_step": (now - tick) / len(window)}
+            # unweighted terms, so that each lambda can be sized against the plain MSE
+            terms = {k: float(np.mean([t[k] for t in term_window])) for k in term_window[-1]}
+            if len(terms) > 1:
+                record["terms"] = terms
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             message = f"step {record['step']}: loss {record['loss']:.4f}, {record['sec_per_step']:.2f} s/step"
+            if len(terms) > 1:
+                message += " (" + ", ".join(f"{k} {v:.4g}" for k, v in terms.items()) + ")"
             (bar.write if bar is not None else print)(message)
             sys.stdout.flush()
-            window, tick = [], now
+            window, term_window, tick = [], [], now
         if trainer.step % args.save_every == 0 or trainer.step == args.steps:
             model_path, _ = trainer.save(save_dir)
             (bar.write if bar is not None else print)(f"saved {model_path}")

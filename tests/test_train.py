@@ -9,7 +9,8 @@ from motion_loop.errors import UserError
 from motion_loop.humanml import recover_from_ric
 from motion_loop.mdm import MDM, MDMConfig, load_model
 from motion_loop.text_encoders import MiniLMTextEncoder, text_encoder_for
-from motion_loop.train import Trainer, ema_decay_at, foot_contact_loss, learning_rate, main, update_ema
+from motion_loop.train import (Trainer, ema_decay_at, foot_contact_loss, jerk_loss, learning_rate, main,
+                               update_ema)
 
 TINY_FLAGS = [
     "--motions_per_kind", "1", "--motion_frames", "40", "--min_frames", "10", "--max_frames", "30",
@@ -275,3 +276,124 @@ def test_trainer_adds_the_weighted_foot_contact_loss_of_the_decoded_prediction(t
     expected = 3.0 * foot_contact_loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
     assert expected > 0
     torch.testing.assert_close(with_fc - plain, expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# Jerk loss
+
+
+def lift(x, frame, height):
+    """``x`` with the whole body (root and the 21 joints' y features) lifted by ``height`` in one frame."""
+    x = x.clone()
+    x[0, frame, 3] += height
+    x[0, frame, 5:67:3] += height
+    return x
+
+
+def test_jerk_loss_is_zero_for_equal_motions_and_the_squared_jerk_error_otherwise():
+    x = walking_features(frames=8, speed=0.03)  # constant velocity: no jerk of its own
+    valid = torch.ones(1, 8, dtype=torch.bool)
+    assert float(jerk_loss(x, x, valid)) == 0.0
+    # a 1 cm bump of the root height at frame 4: the third difference of every joint's y over
+    # frames 1..7 is 0.01 * (1, -3, 3, -1) in the 4 stencils that hold frame 4 (5 stencils in all)
+    bumped = lift(x, 4, 0.01)
+    expected = 22 * 0.01**2 * (1 + 9 + 9 + 1) / (5 * 22 * 3)
+    torch.testing.assert_close(jerk_loss(bumped, x, valid), torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(jerk_loss(x, bumped, valid), jerk_loss(bumped, x, valid))  # symmetric
+
+
+def test_jerk_loss_ignores_stencils_that_reach_into_padded_frames():
+    x = walking_features(frames=10, speed=0.03)
+    valid = torch.ones(1, 10, dtype=torch.bool)
+    valid[0, 7:] = False  # 4 valid stencils (frames 0..6)
+    garbage = lift(x, 7, 4.0)  # the body jumps 4 m up in the padding only
+    garbage = lift(garbage, 9, -2.0)
+    assert jerk_loss(garbage, x, valid) == 0
+    # the same bump inside the valid frames counts, normalized by the valid stencils only
+    garbage = lift(garbage, 3, 0.01)  # frame 3 lies in the valid stencils 0..3 (not 4..6, which reach padding)
+    expected = 22 * 0.01**2 * (1 + 9 + 9 + 1) / (4 * 22 * 3)
+    torch.testing.assert_close(jerk_loss(garbage, x, valid), torch.tensor(expected, dtype=torch.float64))
+    assert jerk_loss(garbage, x, torch.zeros(1, 10, dtype=torch.bool)) == 0  # nothing valid: no loss, no NaN
+
+
+def test_jerk_loss_is_differentiable_and_pulls_the_prediction_to_the_data():
+    target = walking_features(frames=7)
+    valid = torch.ones(1, 7, dtype=torch.bool)
+    x = target + 0.01 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert jerk_loss(x, target, valid) > 0
+    assert torch.autograd.gradcheck(lambda f: jerk_loss(f, target, valid), (x.clone().requires_grad_(),))
+    pred = x.clone().requires_grad_()
+    optimizer = torch.optim.Adam([pred], lr=1e-3)
+    before = float(jerk_loss(x, target, valid))
+    for _ in range(100):
+        optimizer.zero_grad()
+        jerk_loss(pred, target, valid).backward()
+        optimizer.step()
+    assert float(jerk_loss(pred.detach(), target, valid)) < 0.5 * before
+
+
+def test_trainer_adds_the_weighted_jerk_loss_of_the_decoded_prediction(tiny_trainer):
+    trainer = tiny_trainer()
+    plain, with_jerk, pred, x0 = loss_with_and_without(trainer, lambda_jerk=7.0)
+    mean, std = (torch.from_numpy(a) for a in (trainer.sampler.normalizer.mean, trainer.sampler.normalizer.std))
+    raw_pred = pred[:, :, 0].transpose(1, 2) * std + mean
+    raw_x0 = x0[:, :, 0].transpose(1, 2) * std + mean
+    expected = 7.0 * jerk_loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
+    assert expected > 0
+    torch.testing.assert_close(with_jerk - plain, expected)
+    assert set(trainer.terms) == {"mse", "jerk"}
+
+
+# ----------------------------------------------------------------------------------------------
+# --init_from
+
+
+def test_init_from_starts_from_the_given_weights(tmp_path, capsys):
+    flags = TINY_FLAGS + ["--cache_dir", str(tmp_path / "cache"), "--seed", "3", "--dropout", "0"]
+    assert main(flags + ["--save_dir", str(tmp_path / "base"), "--steps", "2", "--save_every", "2"]) == 0
+    base = torch.load(tmp_path / "base" / "model000000002.pt", weights_only=True)
+
+    # one step at learning rate 0 changes nothing: the fine-tune's model and EMA are the given weights
+    assert main(flags + ["--save_dir", str(tmp_path / "ft"), "--steps", "1", "--lr", "0", "--lambda_jerk", "10",
+                         "--init_from", str(tmp_path / "base" / "model000000002.pt")]) == 0
+    assert "initialized from" in capsys.readouterr().out
+    state = torch.load(tmp_path / "ft" / "train000000001.pt", weights_only=True)
+    for part in ("model", "ema"):
+        for key, value in base.items():
+            torch.testing.assert_close(state[part][key], value, atol=0, rtol=0, msg=f"{part}.{key}")
+    log = (tmp_path / "ft" / "train_log.jsonl").read_text().splitlines()
+    assert set(__import__("json").loads(log[-1])["terms"]) == {"mse", "jerk"}
+
+    # a random init (same seed) differs from them, so the check above can fail
+    assert main(flags + ["--save_dir", str(tmp_path / "fresh"), "--steps", "1", "--lr", "0"]) == 0
+    fresh = torch.load(tmp_path / "fresh" / "train000000001.pt", weights_only=True)
+    assert any(not torch.equal(fresh["model"][k], v) for k, v in base.items())
+
+    # a train*.pt gives its model and its EMA (which differ after 2 steps)
+    train_state = torch.load(tmp_path / "base" / "train000000002.pt", weights_only=True)
+    assert main(flags + ["--save_dir", str(tmp_path / "ft2"), "--steps", "1", "--lr", "0",
+                         "--init_from", str(tmp_path / "base" / "train000000002.pt")]) == 0
+    state = torch.load(tmp_path / "ft2" / "train000000001.pt", weights_only=True)
+    for key, value in train_state["model"].items():
+        torch.testing.assert_close(state["model"][key], value, atol=0, rtol=0)
+
+
+def test_init_from_another_architecture_or_data_is_a_one_line_error(tmp_path, capsys):
+    flags = TINY_FLAGS + ["--cache_dir", str(tmp_path / "cache"), "--seed", "3"]
+    assert main(flags + ["--save_dir", str(tmp_path / "base"), "--steps", "1"]) == 0
+    checkpoint = str(tmp_path / "base" / "model000000001.pt")
+    capsys.readouterr()
+    wider = [f if f != "16" else "32" for f in flags]  # --latent_dim 32
+    assert main(wider + ["--save_dir", str(tmp_path / "a"), "--steps", "1", "--init_from", checkpoint]) == 2
+    assert main(flags + ["--save_dir", str(tmp_path / "b"), "--steps", "1", "--init_from", checkpoint,
+                         "--diffusion_steps", "60"]) == 2
+    assert main(flags + ["--save_dir", str(tmp_path / "c"), "--steps", "1", "--init_from", checkpoint,
+                         "--data_seed", "1"]) == 2
+    assert main(flags + ["--save_dir", str(tmp_path / "d"), "--steps", "1",
+                         "--init_from", str(tmp_path / "nothing.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4, err
+    assert "shape" in err[0] and "--latent_dim" in err[0]
+    assert "diffusion_steps" in err[1]
+    assert "Mean.npy" in err[2]
+    assert "does not exist" in err[3]
