@@ -118,12 +118,7 @@ class BridgedSegments(HybridSegmentCollage):
         return x
 
     def __call__(self, x: Tensor, sigma: Tensor, *, segment_embed: Tensor, frame_segment: Tensor) -> Tensor:
-        if x.shape[-1] != self.state_length:
-            raise ValueError(f"expected a state of {self.state_length} frames (expand() the sequence), got {x.shape[-1]}")
-        sigma = torch.as_tensor(sigma, device=x.device)
-        sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
-        cond = {"segment_embed": segment_embed, "frame_segment": frame_segment}
-        self.calls += 1
+        sigma, cond = self._start_call(x, sigma, segment_embed, frame_segment)
         lay = self.layout
         head = lay.length + lay.n_overlaps * lay.overlap
         out = torch.zeros_like(x)

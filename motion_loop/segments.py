@@ -609,13 +609,17 @@ class HybridSegmentCollage:
         """Whether the windows are denoised on their own at noise level ``sigma``."""
         return (sigma <= self.switch_sigma) == self.late
 
-    def __call__(self, x: Tensor, sigma: Tensor, *, segment_embed: Tensor, frame_segment: Tensor) -> Tensor:
+    def _start_call(self, x: Tensor, sigma: Tensor, segment_embed: Tensor, frame_segment: Tensor) -> tuple[Tensor, dict]:
+        """Check the state's length, count the call; ``sigma [B]`` and the rows' conditions."""
         if x.shape[-1] != self.state_length:
             raise ValueError(f"expected a state of {self.state_length} frames (expand() the sequence), got {x.shape[-1]}")
         sigma = torch.as_tensor(sigma, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
-        cond = {"segment_embed": segment_embed, "frame_segment": frame_segment}
         self.calls += 1
+        return sigma, {"segment_embed": segment_embed, "frame_segment": frame_segment}
+
+    def __call__(self, x: Tensor, sigma: Tensor, *, segment_embed: Tensor, frame_segment: Tensor) -> Tensor:
+        sigma, cond = self._start_call(x, sigma, segment_embed, frame_segment)
         if not self.independent(float(sigma.max())):
             return self.expand(self.collage(self.merge(x, frame_segment), sigma, **cond))
         out = self._independent(x, sigma, cond)

@@ -267,15 +267,21 @@ def test_foot_contact_loss_is_differentiable_through_recover_from_ric():
     assert pred.grad[..., 2].abs().sum() > 0  # the root velocity is pushed back
 
 
-def test_trainer_adds_the_weighted_foot_contact_loss_of_the_decoded_prediction(tiny_trainer):
-    trainer = tiny_trainer()
-    plain, with_fc, pred, x0 = loss_with_and_without(trainer, lambda_fc=3.0)
+def raw_features(trainer, *normalized):
+    """``[B, F, 1, T]`` model-space tensors as de-normalized ``[B, T, F]`` features (what the losses decode)."""
     mean, std = (torch.from_numpy(a) for a in (trainer.sampler.normalizer.mean, trainer.sampler.normalizer.std))
-    raw_pred = pred[:, :, 0].transpose(1, 2) * std + mean
-    raw_x0 = x0[:, :, 0].transpose(1, 2) * std + mean
-    expected = 3.0 * foot_contact_loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
+    return [x[:, :, 0].transpose(1, 2) * std + mean for x in normalized]
+
+
+@pytest.mark.parametrize("term, weight, loss", [("fc", 3.0, foot_contact_loss), ("jerk", 7.0, jerk_loss)])
+def test_trainer_adds_the_weighted_loss_of_the_decoded_prediction(tiny_trainer, term, weight, loss):
+    trainer = tiny_trainer()
+    plain, weighted, pred, x0 = loss_with_and_without(trainer, **{f"lambda_{term}": weight})
+    raw_pred, raw_x0 = raw_features(trainer, pred, x0)
+    expected = weight * loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
     assert expected > 0
-    torch.testing.assert_close(with_fc - plain, expected)
+    torch.testing.assert_close(weighted - plain, expected)
+    assert set(trainer.terms) == {"mse", term}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,17 +337,6 @@ def test_jerk_loss_is_differentiable_and_pulls_the_prediction_to_the_data():
         optimizer.step()
     assert float(jerk_loss(pred.detach(), target, valid)) < 0.5 * before
 
-
-def test_trainer_adds_the_weighted_jerk_loss_of_the_decoded_prediction(tiny_trainer):
-    trainer = tiny_trainer()
-    plain, with_jerk, pred, x0 = loss_with_and_without(trainer, lambda_jerk=7.0)
-    mean, std = (torch.from_numpy(a) for a in (trainer.sampler.normalizer.mean, trainer.sampler.normalizer.std))
-    raw_pred = pred[:, :, 0].transpose(1, 2) * std + mean
-    raw_x0 = x0[:, :, 0].transpose(1, 2) * std + mean
-    expected = 7.0 * jerk_loss(raw_pred, raw_x0, torch.ones(raw_x0.shape[:2], dtype=torch.bool))
-    assert expected > 0
-    torch.testing.assert_close(with_jerk - plain, expected)
-    assert set(trainer.terms) == {"mse", "jerk"}
 
 
 # ----------------------------------------------------------------------------------------------
