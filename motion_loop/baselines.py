@@ -26,13 +26,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from motion_loop.collage import CollageDenoiser, Layout
+from motion_loop.collage import CollageDenoiser, Layout, WrapsDenoiser
 from motion_loop.sampling import Denoiser, run_sampler
 
-_FORWARDED = ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod")
-
-
-class ReplacementDenoiser:
+class ReplacementDenoiser(WrapsDenoiser):
     """Inpainting by replacement: a denoiser of ``x`` in which the frames where ``mask`` is True are
     known to be ``known`` (clean, x0).
 
@@ -55,12 +52,6 @@ class ReplacementDenoiser:
         except RuntimeError:
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to known {tuple(known.shape)}") from None
         self.inner, self.known, self.mask, self.generator = inner, known, mask.to(known.device), generator
-
-    def __getattr__(self, name):
-        # What samplers and callers ask of a denoiser (round_sigma, sigmas, ...) is the inner one's.
-        if name in _FORWARDED:
-            return getattr(self.inner, name)
-        raise AttributeError(name)
 
     def __call__(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         if x.shape != self.known.shape:

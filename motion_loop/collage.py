@@ -247,7 +247,19 @@ def _shifted_chain_groups(layout: Layout, method: str, shift: int) -> list[_Grou
     return groups
 
 
-class CollageDenoiser:
+class WrapsDenoiser:
+    """A denoiser around ``self.inner``: what samplers and callers ask of a denoiser (``round_sigma``,
+    ``sigmas``, ``config``, ...) is the inner one's."""
+
+    FORWARDED = ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod")
+
+    def __getattr__(self, name):
+        if name in WrapsDenoiser.FORWARDED:
+            return getattr(self.inner, name)
+        raise AttributeError(name)
+
+
+class CollageDenoiser(WrapsDenoiser):
     """A denoiser of ``[B, ..., layout.length]`` built from a denoiser of pieces.
 
     ``inner(x_rows, sigma_rows, pieces=Pieces, **cond) -> x0_rows``, where ``x_rows`` is
@@ -286,12 +298,6 @@ class CollageDenoiser:
         self.accepts_padding = bool(getattr(inner, "accepts_padding", False))
         self.calls = 0  # inner-denoiser calls so far (benchmarks read it)
         self.rows = 0  # inner-denoiser rows so far
-
-    def __getattr__(self, name):
-        # Forward what samplers and callers ask of a denoiser (round_sigma, sigma_min, ...).
-        if name in ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod"):
-            return getattr(self.inner, name)
-        raise AttributeError(name)
 
     def composition(self, sigma: float) -> str:
         """The composition used at noise level ``sigma``: ``condind``, ``avg`` or ``crossfade``."""

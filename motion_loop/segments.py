@@ -40,7 +40,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import Tensor
 
-from motion_loop.collage import OVERLAP, WINDOW, Layout, Pieces, smootherstep
+from motion_loop.collage import OVERLAP, WINDOW, Layout, Pieces, WrapsDenoiser, smootherstep
 from motion_loop.errors import UserError
 
 Boundary = Literal["uncond", "left", "right", "average"]
@@ -347,7 +347,7 @@ def place_segments(texts: Sequence[str], durations: Sequence[int], layout: Layou
 # The denoiser
 
 
-class SegmentDenoiser:
+class SegmentDenoiser(WrapsDenoiser):
     """``D(x_rows, sigma_rows, *, pieces, segment_embed, frame_segment) -> x0_rows`` over a row
     denoiser ``inner(x, sigma, text_embed=[R, D] or None, lengths=[R]) -> x0`` (MDMDenoiser).
 
@@ -366,11 +366,6 @@ class SegmentDenoiser:
             raise ValueError(f"unknown boundary conditioning {boundary!r}: use one of {', '.join(BOUNDARY_MODES)}")
         self.inner, self.boundary = inner, boundary
         self.guidance = None if guidance is None else float(guidance)  # None: the inner denoiser's scale
-
-    def __getattr__(self, name):
-        if name in ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod"):
-            return getattr(self.inner, name)
-        raise AttributeError(name)
 
     def row_segments(self, pieces, frame_segment: Tensor) -> tuple[Tensor, Tensor]:
         """Segment left and right of each row ``([R], [R])``: equal for rows inside one segment."""
@@ -504,7 +499,7 @@ SPLIT_FADES = ("linear", "smooth")
 DEFAULT_SPLIT_SIGMA = 2.0
 
 
-class HybridSegmentCollage:
+class HybridSegmentCollage(WrapsDenoiser):
     """A denoiser for segments that uses the collage over part of the noise levels and, over the
     rest, denoises every segment's windows on their own, as the blend baseline does (windows that
     must agree on shared frames slow a fast action between slow ones: a jog next to a jump is read
@@ -547,11 +542,6 @@ class HybridSegmentCollage:
         self.switch_sigma, self.late, self.copies, self.fade = float(switch_sigma), late, copies, fade
         self.pull = float(pull)
         self.calls = 0
-
-    def __getattr__(self, name):
-        if name in ("round_sigma", "sigma_min", "sigma_max", "sigmas", "config", "alphas_cumprod"):
-            return getattr(self.inner, name)
-        raise AttributeError(name)
 
     @property
     def state_length(self) -> int:
