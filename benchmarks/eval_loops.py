@@ -287,7 +287,7 @@ def main() -> None:
     prompts = [PROMPTS[k] for k in kinds]
     text = prompt_encoder(loaded, device, args.random_text)(prompts)
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance,
-                           guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
+                           guidance_interval=args.guidance_interval)
     sigmas = denoiser.sigmas(args.steps).to(device)
     classify = load_classifier()
     shape = (len(prompts), config.n_feats, 1)

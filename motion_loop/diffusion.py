@@ -14,7 +14,7 @@ and only the N discrete sigmas are valid inputs: the adapter snaps any sigma to 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -204,11 +204,13 @@ class MDMDenoiser:
         canvas_frames: int | None | str = "auto",
         padding_seed: int = 0,
         pack: bool = True,
-        guidance_interval: tuple[float, float] | None = None,
+        guidance_interval: Sequence[float] | None = None,
     ):
         self.model = model
-        if guidance_interval is not None and not 0 <= guidance_interval[0] <= guidance_interval[1]:
-            raise ValueError(f"guidance_interval must be (lo, hi) with 0 <= lo <= hi, got {guidance_interval}")
+        if guidance_interval is not None:
+            guidance_interval = tuple(float(s) for s in guidance_interval)  # e.g. argparse's [lo, hi]
+            if len(guidance_interval) != 2 or not 0 <= guidance_interval[0] <= guidance_interval[1]:
+                raise ValueError(f"guidance_interval must be (lo, hi) with 0 <= lo <= hi, got {guidance_interval}")
         self.guidance_interval = guidance_interval
         self.pack = pack
         self.config = model.config

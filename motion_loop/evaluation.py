@@ -21,6 +21,7 @@ then ``predict(list of joints [T, 22, 3])``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def generate_joints(model_path, prompts: list[str], *, seconds: float = 6.0, loo
                     guidance: float = 2.5, steps: int = DEFAULT_STEPS, seed: int = 0, batch_size: int = 64,
                     device: str = "cpu", collage: str = "seamless", caption_bank: bool = True,
                     with_features: bool = False, velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER,
-                    guidance_interval: tuple[float, float] | None = None):
+                    guidance_interval: Sequence[float] | None = None):
     """Joint positions ``[T, 22, 3]`` of one sample per prompt, made as ``python -m sample`` makes
     them (its sampler by default, batched guidance; ``loop``: a DiffCollage cycle of ``seconds`` period, composed
     by ``collage``, the CLI's default for one action; positions decoded with ``velocity_fusion``, as
@@ -189,7 +190,7 @@ def evaluate_model(model_path, *, n_per_kind: int = 8, seconds: float = 6.0, loo
                    classifier: KindClassifier | None = None, prompt_seed: int = 2024, seed: int = 0,
                    guidance: float = 2.5, steps: int = DEFAULT_STEPS, device: str = "cpu", caption_bank: bool = True,
                    collage: str = "seamless", velocity_fusion: bool = True, sampler: str = DEFAULT_SAMPLER,
-                   guidance_interval: tuple[float, float] | None = None) -> dict:
+                   guidance_interval: Sequence[float] | None = None) -> dict:
     """Kind accuracy of generated motions for training captions and held-out paraphrases, and the
     foot skating ratio (GMD) of each kind's samples, as the model made them and with feet locked
     (`foot_lock.lock_feet`, as ``python -m sample`` writes them)."""
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                                 guidance=args.guidance, steps=args.steps, device=args.device,
                                 caption_bank=args.caption_bank, collage=args.collage,
                                 velocity_fusion=args.velocity_fusion, sampler=args.sampler,
-                                guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
+                                guidance_interval=args.guidance_interval)
         text = json.dumps(report, indent=1)
         print(text)
         if args.output:

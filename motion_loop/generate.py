@@ -605,7 +605,7 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
     normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
     text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed,
-                           guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
+                           guidance_interval=args.guidance_interval)
     if segments is not None:
         from motion_loop.segments import SegmentDenoiser
 

@@ -479,13 +479,14 @@ def _select_state(obj: Any, path: Path, use_ema: bool) -> dict[str, Tensor]:
     return state
 
 
-def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint") -> None:
+def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint",
+               hint: str = "check that args.json belongs to this checkpoint") -> None:
     """Load an official-format state dict strictly: ``clip_model.*`` keys are ignored and the
     positional tables are recomputed (any stored length); anything else missing, unexpected or
-    mis-shaped raises a :class:`UserError` naming the key."""
+    mis-shaped raises a :class:`UserError` naming the key and ending in ``hint`` (what built the model
+    to check)."""
     state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIX) and k not in _RECOMPUTED}
     expected = {k: v for k, v in model.state_dict().items() if k not in _RECOMPUTED}
-    hint = "check that args.json belongs to this checkpoint"
     missing = [k for k in expected if k not in state]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -497,8 +498,8 @@ def load_state(model: MDM, state: dict[str, Tensor], source: str = "checkpoint")
     for key, value in state.items():
         if value.shape != expected[key].shape:
             raise UserError(
-                f"{source} key {key!r} has shape {tuple(value.shape)} but the model built from args.json "
-                f"expects {tuple(expected[key].shape)}: {hint}"
+                f"{source} key {key!r} has shape {tuple(value.shape)} but the model expects "
+                f"{tuple(expected[key].shape)}: {hint}"
             )
     model.load_state_dict(state, strict=False)  # strictness checked above; pe buffers stay recomputed
 

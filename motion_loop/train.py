@@ -218,11 +218,7 @@ class Trainer:
             model_state = ema_state = _select_state(obj, path, use_ema=True)
         hint = "pass the same model flags (--latent_dim, --layers, --ff_size, --num_heads) as that checkpoint's run"
         for module, state in ((self.model, model_state), (self.ema, ema_state)):
-            try:
-                load_state(module, state, source=f"--init_from {path}")
-            except UserError as err:
-                # load_state's hint speaks of args.json; here the flags build the model
-                raise UserError(str(err).split(": check that")[0] + f": {hint}") from None
+            load_state(module, state, source=f"--init_from {path}", hint=hint)  # the flags built the model
 
     def state_dict(self) -> dict:
         return {
