@@ -26,7 +26,7 @@ from motion_loop.baselines import METHODS
 from motion_loop.diffusion import MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
-from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, evaluations
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS, evaluations
 from motion_loop.metrics import _next_repetition, foot_skating_ratio, jerk_profile, loop_seam_report
 
 from bench_speed import OthersMeter  # benchmarks/ is on the path when this script runs
@@ -242,7 +242,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=None, help="window frames (default: the CLI's choice)")
     p.add_argument("--overlap", type=int, default=None, help="overlap frames (default: the CLI's choice)")
     p.add_argument("--num_windows", type=int, default=None, help="windows (default: the CLI's choice)")
-    p.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc"), default=DEFAULT_SAMPLER,
+    p.add_argument("--sampler", choices=ODE_SAMPLERS, default=DEFAULT_SAMPLER,
                    help=f"sampler of every row, as python -m sample's --sampler (default {DEFAULT_SAMPLER}, its "
                         "default); rows with churn need edm and are left out otherwise")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")

@@ -32,7 +32,7 @@ from motion_loop.diffusion import MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.metrics import _next_repetition, transition_jerk
-from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, run_sampler
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS, run_sampler
 from motion_loop.segments import DEFAULT_SPLIT_SIGMA, HybridSegmentCollage, SegmentDenoiser, place_segments, segment_layout
 
 from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ is on the path
@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--per_count", type=int, default=8, help="sequences of each length 2, 3, 4 (default 8: 24 in all)")
     p.add_argument("--counts", type=int, nargs="+", default=[2, 3, 4], help="actions per sequence (default 2 3 4)")
     p.add_argument("--segment_seconds", type=float, default=2.0, help="seconds per segment (default 2)")
-    p.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc"), default=DEFAULT_SAMPLER,
+    p.add_argument("--sampler", choices=ODE_SAMPLERS, default=DEFAULT_SAMPLER,
                    help=f"sampler of every row (default {DEFAULT_SAMPLER}, python -m sample's)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS}, the CLI's)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")

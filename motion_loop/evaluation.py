@@ -30,7 +30,7 @@ import numpy as np
 from motion_loop.errors import UserError, run_cli
 from motion_loop.humanml import joints_to_features
 from motion_loop.procedural import KINDS, make_dataset
-from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS
 from motion_loop.skeleton import FPS, PARENTS
 
 # Left/right joint pairs of the 22-joint skeleton (hips, knees, ankles, feet, collars, shoulders,
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop", action=argparse.BooleanOptionalAction, default=False,
                    help="sample DiffCollage loops instead of single windows")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
-    p.add_argument("--sampler", choices=("edm", "dpmpp_2m", "dpmpp_3m", "unipc"), default=DEFAULT_SAMPLER,
+    p.add_argument("--sampler", choices=ODE_SAMPLERS, default=DEFAULT_SAMPLER,
                    help=f"sampler, as python -m sample's --sampler (default {DEFAULT_SAMPLER}, its default)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")
     p.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),

@@ -23,7 +23,7 @@ from motion_loop.collage import METHODS as COLLAGE_METHODS
 from motion_loop.collage import CollageDenoiser, Layout
 from motion_loop import safety
 from motion_loop.errors import UserError, printable, run_cli
-from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS
 from motion_loop.segments import BOUNDARY_MODES, DEFAULT_BOUNDARY, DEFAULT_SPLIT_SIGMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +33,9 @@ HUMANML_STATS = Path("dataset/HumanML3D")
 KIT_STATS = Path("dataset/KIT-ML")  # MDM's place for KIT-ML's Mean.npy / Std.npy (251 features)
 MIN_LOOP_FRAMES = 20  # two windows of 15 frames overlapping by 5: anything shorter is not a motion
 MAX_SECONDS = 600.0
+SAMPLER_NAMES = (*ODE_SAMPLERS, "ddpm")
 SAMPLER_TITLES = {"dpmpp_3m": "DPM-Solver++(3M)", "edm": "EDM Heun", "dpmpp_2m": "DPM-Solver++(2M)",
-                  "unipc": "UniPC-like", "ddpm": "MDM's DDPM"}  # --sampler's choices, as the outputs name them
-SAMPLER_NAMES = tuple(SAMPLER_TITLES)
+                  "unipc": "UniPC-like", "ddpm": "MDM's DDPM"}  # each --sampler choice, as the outputs name it
 
 
 # ----------------------------------------------------------------------------------------------

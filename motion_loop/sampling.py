@@ -291,6 +291,8 @@ def sample_unipc(denoiser: Denoiser, x: Tensor, sigmas: Tensor, **kwargs) -> Ten
 # model calls; benchmarks/RESULTS.md, "Fast defaults".
 DEFAULT_SAMPLER = "dpmpp_3m"
 DEFAULT_STEPS = 30
+# The --sampler names run_sampler takes (python -m sample adds its "ddpm"), the default first.
+ODE_SAMPLERS = ("dpmpp_3m", "edm", "dpmpp_2m", "unipc")
 
 SAMPLERS = {"heun": sample_heun, "euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m,
             "dpmpp_3m": sample_dpmpp_3m, "unipc": sample_unipc}

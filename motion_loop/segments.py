@@ -457,7 +457,8 @@ class SegmentRun:
         return [(a, t) for t, (a, _) in zip(plan.texts, plan.spans)]
 
     def to_dict(self) -> dict:
-        return {"boundary": self.boundary, "max_shift": self.max_shift, "split_sigma": self.split_sigma, "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
+        return {"boundary": self.boundary, "max_shift": self.max_shift, "split_sigma": self.split_sigma,
+                "per_prompt": {p: plan.to_dict(self.fps) for p, plan in self.plans.items()}}
 
 
 def read_segments(prompts: Sequence[str], *, split: bool, timeline: Path | None) -> list[list[Segment]]:
@@ -654,15 +655,13 @@ class HybridSegmentCollage(WrapsDenoiser):
         # windows must not add up (one copy each, or each half to its own segment's window).
         coef = torch.ones(batch, n, w, device=x.device)
         half = o // 2
-        for b, j in boundary.nonzero().tolist():
-            later = (j + 1) % n
-            if not self.copies:
+        if not self.copies:
+            for b, j in boundary.nonzero().tolist():
                 coef[b, j, w - o + half:] = 0.0
-                coef[b, later, :half] = 0.0
-        shape = (1, 1, 1) + (1,) * (x.ndim - 2)
+                coef[b, (j + 1) % n, :half] = 0.0
         out = torch.zeros(x_last.shape, dtype=x.dtype, device=x.device)  # [B, state, ...]
         flat_pos = (b_idx[:, None, None] * x.shape[-1] + pos).flatten()
-        out.view(-1, *out.shape[2:]).index_add_(0, flat_pos, (win_x0 * coef.view(batch, n, w, *shape[3:])).flatten(0, 2))
+        out.view(-1, *out.shape[2:]).index_add_(0, flat_pos, (win_x0 * coef.view(batch, n, w, *[1] * (x.ndim - 2))).flatten(0, 2))
         if k:
             flat_ov = (inside[:, 0, None].to(x.device) * x.shape[-1] + ov_pos).flatten()
             out.view(-1, *out.shape[2:]).index_add_(0, flat_ov, -ov_x0.flatten(0, 1))

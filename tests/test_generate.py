@@ -335,3 +335,9 @@ def test_guidance_interval_is_used_and_recorded(tiny, tmp_path, capsys):
         run = json.loads((out_dir / "run.json").read_text())
         assert run["guidance_interval"] == ([0.28, 5.42] if extra else None)
     assert not np.allclose(motions["everywhere"], motions["interval"])
+
+
+def test_every_sampler_choice_has_a_title_for_the_outputs():
+    from motion_loop.generate import SAMPLER_NAMES
+
+    assert set(SAMPLER_TITLES) == set(SAMPLER_NAMES)
