@@ -274,8 +274,9 @@ def main() -> None:
     layout = choose_layout(round(args.seconds * fps), config.max_frames, not args.chain, args.window, args.overlap,
                            args.num_windows)
     sampler_of = {label: method for label, method, _, _ in RUNS}
+    churn_of = {label: churn for label, _, churn, _ in RUNS}
     if args.sampler != "edm":  # churn is Heun's
-        args.methods = [m for m in args.methods if not dict((r[0], r[2]) for r in RUNS)[m]]
+        args.methods = [m for m in args.methods if not churn_of[m]]
     if args.chain:
         if layout is None:
             raise SystemExit(f"a {args.seconds} s motion fits one window: ask for a longer chain (--seconds)")
