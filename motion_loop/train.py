@@ -136,7 +136,8 @@ class Trainer:
     def __init__(self, model: MDM, text_encoder: TextEncoder, sampler: CropSampler, *, lr: float = 4e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 200, total_steps: int = 1000,
                  grad_clip: float = 1.0, lambda_vel: float = 0.0, lambda_fc: float = 0.0,
-                 lambda_jerk: float = 0.0, seed: int = 10, device: torch.device | str = "cpu"):
+                 lambda_jerk: float = 0.0, jerk_max_t: int | None = None, seed: int = 10,
+                 device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -145,6 +146,7 @@ class Trainer:
         self.lr, self.warmup, self.total_steps = lr, warmup, total_steps
         self.ema_decay, self.grad_clip = ema_decay, grad_clip
         self.lambda_vel, self.lambda_fc, self.lambda_jerk = lambda_vel, lambda_fc, lambda_jerk
+        self.jerk_max_t = jerk_max_t  # the jerk term counts for diffusion steps t < jerk_max_t (None: all)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         self.abar = alphas_cumprod_for(model.config).float().to(self.device)
         self.generator = torch.Generator().manual_seed(seed)
@@ -185,7 +187,10 @@ class Trainer:
             self.terms["fc"] = float(fc.detach())
         if self.lambda_jerk > 0:
             # The decoded body must not kink from frame to frame more than the data does.
-            jerk = jerk_loss(raw_pred, raw_x0, mask[:, 0, 0])
+            # Only where the noise leaves the motion readable (t < jerk_max_t) is the data's jerk a
+            # target the model can hit; at high noise the term would pay for smoothing sharp moves.
+            low_noise = mask[:, 0, 0] if self.jerk_max_t is None else mask[:, 0, 0] & (t < self.jerk_max_t)[:, None]
+            jerk = jerk_loss(raw_pred, raw_x0, low_noise)
             loss = loss + self.lambda_jerk * jerk
             self.terms["jerk"] = float(jerk.detach())
         return loss
@@ -323,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda_jerk", type=float, default=0.0,
                    help="weight of the jerk loss: MSE between the third frame differences (m/frame^3) of the "
                         "decoded joint positions of the prediction and of the data (default 0)")
+    g.add_argument("--jerk_max_t", type=int, default=None,
+                   help="count the jerk loss only at diffusion steps t below this (low noise, where the data's "
+                        "jerk can be read from the input) (default: every step)")
     return p
 
 
@@ -347,6 +355,8 @@ def check_args(args) -> None:
     for name in ("lambda_vel", "lambda_fc", "lambda_jerk"):
         if getattr(args, name) < 0:
             raise UserError(f"--{name} must be at least 0, got {getattr(args, name)}")
+    if args.jerk_max_t is not None and not 1 <= args.jerk_max_t <= args.diffusion_steps:
+        raise UserError(f"--jerk_max_t must be in 1..--diffusion_steps ({args.diffusion_steps}), got {args.jerk_max_t}")
 
 
 def model_config(args, text_dim: int) -> MDMConfig:
@@ -460,7 +470,7 @@ def run(args) -> Trainer:
     trainer = Trainer(MDM(config), text_encoder, sampler, lr=args.lr, weight_decay=args.weight_decay,
                       ema_decay=args.ema_decay, warmup=args.warmup, total_steps=args.steps,
                       grad_clip=args.grad_clip, lambda_vel=args.lambda_vel, lambda_fc=args.lambda_fc,
-                      lambda_jerk=args.lambda_jerk, seed=args.seed, device=device)
+                      lambda_jerk=args.lambda_jerk, jerk_max_t=args.jerk_max_t, seed=args.seed, device=device)
     if args.init_from is not None:
         trainer.init_from(args.init_from)
         print(f"initialized from {args.init_from}" + (" (then replaced by the resumed state)" if args.resume else ""))

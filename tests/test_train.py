@@ -190,8 +190,9 @@ def test_saved_checkpoint_loads_with_its_text_encoder(tmp_path, tiny_trainer, mi
 def test_bad_flags_are_one_line_errors(tmp_path, capsys):
     assert main(TINY_FLAGS + ["--save_dir", str(tmp_path / "x"), "--min_frames", "35"]) == 2
     assert main(TINY_FLAGS + ["--save_dir", str(tmp_path / "x"), "--steps", "0"]) == 2
+    assert main(TINY_FLAGS + ["--save_dir", str(tmp_path / "x"), "--jerk_max_t", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "--min_frames" in err[0] and "--steps" in err[1]
+    assert len(err) == 3 and "--min_frames" in err[0] and "--steps" in err[1] and "--jerk_max_t" in err[2]
 
 
 def loss_with_and_without(trainer, **weights):
@@ -282,6 +283,20 @@ def test_trainer_adds_the_weighted_loss_of_the_decoded_prediction(tiny_trainer, 
     assert expected > 0
     torch.testing.assert_close(weighted - plain, expected)
     assert set(trainer.terms) == {"mse", term}
+
+
+def test_jerk_max_t_counts_the_jerk_of_the_low_noise_rows_only(tiny_trainer):
+    trainer = tiny_trainer()
+    # the diffusion steps loss() will draw: its first draw from the trainer's generator
+    t = torch.randint(0, len(trainer.abar), (4,), generator=torch.Generator().set_state(trainer.generator.get_state()))
+    max_t = int(t.sort().values[2])
+    low = t < max_t
+    assert 0 < int(low.sum()) < 4  # some rows in, some out, so the check below can fail either way
+    plain, weighted, pred, x0 = loss_with_and_without(trainer, lambda_jerk=7.0, jerk_max_t=max_t)
+    raw_pred, raw_x0 = raw_features(trainer, pred, x0)
+    expected = 7.0 * jerk_loss(raw_pred[low], raw_x0[low], torch.ones(raw_x0[low].shape[:2], dtype=torch.bool))
+    assert expected > 0
+    torch.testing.assert_close(weighted - plain, expected)
 
 
 # ----------------------------------------------------------------------------------------------
