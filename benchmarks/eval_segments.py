@@ -39,7 +39,7 @@ from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ i
 
 METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",
            "collage crossfade", "late linear", "late fade", "late split", "hybrid split", "hybrid shared", "hybrid fade",
-           "bridge", "outpainting", "blend", "single prompt", "single prompt seamless"]
+           "bridge", "outpainting", "blend", "single prompt", "single prompt seamless", "each prompt seamless"]
 # "collage seamless": the segment collage (condind at high noise, windows crossfaded at low noise, the
 # layout moved at random by at most --max_shift frames, so a window never leaves its segment but for its
 # overlaps); "collage crossfade": the same without moving the layout. Both condition boundary overlaps
@@ -51,6 +51,9 @@ METHODS = ["collage average", "collage uncond", "collage left", "collage right",
 # ("hybrid shared": without copies, each half of a boundary overlap from its own segment's window).
 # "bridge": independent segments joined by inpainted transition windows (BridgedSegments below).
 DEFAULT_METHODS = ["collage seamless", "collage uncond", "outpainting", "blend", "single prompt", "single prompt seamless"]
+# "single prompt ...": the sequence's first prompt for every segment; "each prompt seamless": a seamless
+# single-prompt loop of every prompt of the sequence in turn (the same actions as the sequence, each on
+# its own), measured at the sequence's transition frames: what a transition is compared with.
 
 
 class BridgedSegments(HybridSegmentCollage):
@@ -225,6 +228,9 @@ def main() -> None:
                    help="bridge: frames of each neighbouring segment a bridge sees (default: --bridge_half)")
     p.add_argument("--bridge_boundary", choices=("uncond", "left", "right", "average"), default="uncond",
                    help="bridge: what a bridge row is conditioned on (default uncond)")
+    p.add_argument("--velocity_fusion", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode positions from the position and velocity features together, as python -m sample "
+                        "does (default: yes)")
     p.add_argument("--json", type=Path, default=None, help="also write every run's metrics to this JSON file")
     args = p.parse_args()
 
@@ -251,7 +257,7 @@ def main() -> None:
     for shape_name in args.shapes:
         cyclic = shape_name == "loop"
         methods = args.methods if cyclic else [m for m in args.chain_methods if m in args.methods
-                                               and not m.startswith("single prompt")]
+                                               and not m.startswith(("single prompt", "each prompt"))]
         for n_actions, sequences in groups.items():
             frames = n_actions * seg_frames
             durations = [seg_frames] * n_actions
@@ -268,7 +274,12 @@ def main() -> None:
                 started = time.perf_counter()
                 with torch.inference_mode():
                     x = sigmas[0].float() * torch.randn((*shape, layout.length), generator=generator)
-                    if method.startswith("collage"):
+                    own = None  # "each prompt": one loop per prompt of the sequence, [(k, x0), ...]
+                    if method == "each prompt seamless":
+                        denoiser = CollageDenoiser(base, layout, "seamless", generator=torch.Generator().manual_seed(args.seed + 1))
+                        own = [(k, run_sampler(args.sampler, denoiser, x, sigmas, cond={"text_embed": seg_embed[:, k]}))
+                               for k in range(n_actions)]
+                    elif method.startswith("collage"):
                         mode = method.split()[1]
                         seamless = mode in ("seamless", "crossfade")
                         max_shift = 0 if mode == "crossfade" else \
@@ -316,26 +327,30 @@ def main() -> None:
                                                      segment_cond=lambda k: {"text_embed": seg_embed[:, k]},
                                                      cyclic=cyclic, generator=generator, sampler=args.sampler)
                 seconds = time.perf_counter() - started
-                x0 = x0.roll(-plan.shift, dims=-1) if cyclic else x0[..., :frames]
-                _, joints = decode(x0, normalizer)
-                taus = [a for a, _ in plan.spans[1:]] + ([0] if cyclic else [])
-                margin = layout.overlap // 2
-                for seq, motion in zip(sequences, joints):
-                    row = {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
-                           "seconds_per_motion": seconds / b, **transition_metrics(motion, taus, cyclic, args.transition_window)}
-                    if classify is not None:
-                        predicted = classify([motion[a:bb] for a, bb in plan.spans])
-                        expected = [seq[0]] * len(seq) if method.startswith("single prompt") else seq
-                        row["segment_kinds"] = list(predicted)
-                        row["segment_accuracy"] = float(np.mean([p_ == e for p_, e in zip(predicted, expected)]))
-                        # Each segment's core: its frames less half an overlap at each transition
-                        # (the frames it shares with a neighbour); reported beside, not instead.
-                        core = classify([motion[a + (margin if cyclic or k > 0 else 0):
-                                                bb - (margin if cyclic or k < len(seq) - 1 else 0)]
-                                         for k, (a, bb) in enumerate(plan.spans)])
-                        row["core_kinds"] = list(core)
-                        row["core_accuracy"] = float(np.mean([p_ == e for p_, e in zip(core, expected)]))
-                    results.setdefault(f"{shape_name}: {method}", []).append(row)
+                for k, x0 in own if own is not None else [(None, x0)]:
+                    x0 = x0.roll(-plan.shift, dims=-1) if cyclic else x0[..., :frames]
+                    _, joints = decode(x0, normalizer, velocity_fusion=args.velocity_fusion, cyclic=cyclic)
+                    taus = [a for a, _ in plan.spans[1:]] + ([0] if cyclic else [])
+                    margin = layout.overlap // 2
+                    for seq, motion in zip(sequences, joints):
+                        row = {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
+                               "seconds_per_motion": seconds / b / (len(own) if own else 1),
+                               **transition_metrics(motion, taus, cyclic, args.transition_window)}
+                        if classify is not None:
+                            predicted = classify([motion[a:bb] for a, bb in plan.spans])
+                            prompted = k if k is not None else 0 if method.startswith("single prompt") else None
+                            expected = seq if prompted is None else [seq[prompted]] * len(seq)
+                            row["expected_kinds"] = expected
+                            row["segment_kinds"] = list(predicted)
+                            row["segment_accuracy"] = float(np.mean([p_ == e for p_, e in zip(predicted, expected)]))
+                            # Each segment's core: its frames less half an overlap at each transition
+                            # (the frames it shares with a neighbour); reported beside, not instead.
+                            core = classify([motion[a + (margin if cyclic or j > 0 else 0):
+                                                    bb - (margin if cyclic or j < len(seq) - 1 else 0)]
+                                             for j, (a, bb) in enumerate(plan.spans)])
+                            row["core_kinds"] = list(core)
+                            row["core_accuracy"] = float(np.mean([p_ == e for p_, e in zip(core, expected)]))
+                        results.setdefault(f"{shape_name}: {method}", []).append(row)
                 print(f"  {shape_name} {n_actions} actions, {method}: {seconds / b:.2f} s per motion; layout "
                       f"{layout.n_windows} x {layout.window} overlap {layout.overlap}", flush=True)
         print_table(results, shape_name)
@@ -367,8 +382,7 @@ def print_table(results: dict, shape_name: str) -> None:
         if label.startswith(shape_name) and rows and "segment_kinds" in rows[0]:
             right: dict[str, list[int]] = {}
             for r in rows:
-                expected = [r["kinds"][0]] * len(r["kinds"]) if "single prompt" in label else r["kinds"]
-                for e, p_ in zip(expected, r["segment_kinds"]):
+                for e, p_ in zip(r["expected_kinds"], r["segment_kinds"]):
                     right.setdefault(e, []).append(int(e == p_))
             print(f"  {label.split(': ')[1]}: " + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(right.items())))
     print(flush=True)

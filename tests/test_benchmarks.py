@@ -101,7 +101,8 @@ def test_bench_steps_compares_settings_with_the_reference():
 
 SEGMENT_METHODS = ["collage average", "collage uncond", "collage left", "collage right", "collage seamless",
                    "collage crossfade", "late linear", "late fade", "late split", "hybrid split", "hybrid shared",
-                   "hybrid fade", "bridge", "outpainting", "blend", "single prompt", "single prompt seamless"]
+                   "hybrid fade", "bridge", "outpainting", "blend", "single prompt", "single prompt seamless",
+                   "each prompt seamless"]
 CHAIN_METHODS = ["collage seamless", "late linear", "bridge", "outpainting", "blend"]
 
 
@@ -115,9 +116,14 @@ def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
     assert {k for k in results if k.startswith("loop: ")} == {f"loop: {m}" for m in SEGMENT_METHODS}
     assert {k for k in results if k.startswith("chain: ")} == {f"chain: {m}" for m in CHAIN_METHODS}
-    for runs in results.values():
-        assert len(runs) == 1 and runs[0]["transition_jerk_ratio"] > 0 and len(runs[0]["segment_kinds"]) == 2
-        assert len(runs[0]["core_kinds"]) == 2 and 0 <= runs[0]["core_accuracy"] <= 1
+    for label, runs in results.items():
+        assert len(runs) == (2 if "each prompt" in label else 1)  # a loop of each of the 2 prompts
+        for r in runs:
+            assert r["transition_jerk_ratio"] > 0 and len(r["segment_kinds"]) == 2
+            assert len(r["core_kinds"]) == 2 and 0 <= r["core_accuracy"] <= 1
+    first, second = results["loop: each prompt seamless"]
+    assert first["expected_kinds"] == [first["kinds"][0]] * 2 and second["expected_kinds"] == [first["kinds"][1]] * 2
+    assert results["loop: late linear"][0]["expected_kinds"] == first["kinds"]
     assert "| collage average |" in out and "| collage seamless |" in out and "segments right per kind" in out
 
 
