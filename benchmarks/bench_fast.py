@@ -37,7 +37,7 @@ from motion_loop.diffusion import MDMDenoiser
 from motion_loop.generate import choose_layout
 from motion_loop.mdm import MDM, MDMConfig
 from motion_loop.sampling import SAMPLERS, evaluation_sigmas
-from motion_loop.speed import one_window_cycle
+from motion_loop.speed import fill_canvas, one_window_cycle
 
 from bench_speed import OthersMeter, compiled, load, machine, sync  # benchmarks/ is on the path when this script runs
 
@@ -48,15 +48,14 @@ HIGH, LOW = 5.0, 0.1  # noise levels timed: above and below the seamless collage
 
 
 def layouts_for(seconds: float, config: MDMConfig) -> list[tuple[str, Layout]]:
-    """(label, layout) of a loop: the CLI's layout; for a canvas model the two-window layout that
-    fill_canvas gave before one-window cycles, and the one window closing on itself where it fits."""
+    """(label, layout) of a loop: the CLI's layout; for a canvas model the windows with their
+    overlaps grown to the canvas (``--num_windows 2``) and, where it fits, the one window closing on
+    itself that the CLI picks."""
     base = choose_layout(round(seconds * 20), config.max_frames, True)
     if config.mask_frames:
         return [("CLI", base)]
     one = one_window_cycle(base, config.max_frames)
-    stride = base.stride  # fill_canvas's overlaps, keeping the two windows
-    overlap = max(base.overlap, min(config.max_frames - stride, stride - max(1, stride // 6)))
-    out = [("two windows", Layout(stride + overlap, overlap, base.n_windows, True))]
+    out = [("two windows", fill_canvas(base, config.max_frames))]
     return out + ([("one window", one)] if one is not None else [])
 
 

@@ -88,9 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--window", type=int, default=None, help="window length in frames (default: chosen automatically)")
     g.add_argument("--overlap", type=int, default=None, help="overlap between windows in frames (default: automatic)")
     g.add_argument("--num_windows", type=int, default=None,
-                   help="number of windows (default: automatic); 1 makes a loop one window closing on itself, "
-                        "which fits a 196-frame canvas model up to 6 s at half the rows of two windows (seams "
-                        "measured slightly worse: benchmarks/RESULTS.md)")
+                   help="number of windows (default: automatic: for a canvas model such as the official "
+                        "checkpoints, a loop up to ~8 s is one window closing on itself, at half the rows of two; "
+                        "otherwise the fewest that fit); 1 asks for one window, 2 for two")
 
     g = p.add_argument_group("several actions (segments, one factor graph)")
     g.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
@@ -574,7 +574,7 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
     """Load the model, statistics and text encoder (once per ``cache``, see :func:`cached_model`) and
     choose the layout (from ``prompts``' segments when one has several actions); prints what it chose."""
     from motion_loop.diffusion import MDMDenoiser
-    from motion_loop.speed import fill_canvas, resolve_dtype, set_threads
+    from motion_loop.speed import canvas_layout, resolve_dtype, set_threads
 
     print(f"model: {model_path} ({why})")
     threads = set_threads(args.threads)
@@ -596,7 +596,8 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
     else:
         layout = choose_layout(requested, config.max_frames, args.loop, args.window, args.overlap, args.num_windows)
         if layout is not None and not config.mask_frames and (args.window, args.overlap) == (None, None):
-            layout = fill_canvas(layout, config.max_frames)  # the canvas costs the same: longer windows, larger overlaps
+            # every row costs the whole canvas: use it (one window closing on itself, or longer overlaps)
+            layout = canvas_layout(layout, config.max_frames, one_window=args.num_windows is None)
     if args.collage is None:
         args.collage = "seamless"  # with segments, moved at most segments.max_shift: each window keeps its prompt
     frames = layout.length if args.loop else requested

@@ -99,8 +99,8 @@ def fill_canvas(layout, canvas: int):
     more context at no cost; on the demo model (6 s loops, 10 kinds, seed 0) 2 x 110 overlapping by 50
     had a median seam jerk of 3.31 against 4.44 for 2 x 90 overlapping by 30, seam velocity 1.11
     against 1.61, kind accuracy 1.00 both. A ``mask_frames`` model pays for every frame, so it keeps
-    the layout it is given. (A loop that fits the canvas can also be one window closing on itself,
-    :func:`one_window_cycle`, for half the rows; not the default: see there.)"""
+    the layout it is given. (A loop that fits the canvas is one window closing on itself instead,
+    :func:`one_window_cycle`: see :func:`canvas_layout`.)"""
     from motion_loop.collage import Layout
 
     stride = layout.stride
@@ -111,16 +111,25 @@ def fill_canvas(layout, canvas: int):
         return layout
 
 
+def canvas_layout(layout, canvas: int, one_window: bool = True):
+    """The layout of a canvas model (every row ``canvas`` frames wide, whatever its piece): a loop
+    that fits as one window closing on itself (:func:`one_window_cycle`, half the rows) when
+    ``one_window`` (the CLI: unless ``--num_windows`` is given), else the same windows with the
+    overlaps grown (:func:`fill_canvas`)."""
+    one = one_window_cycle(layout, canvas) if one_window else None
+    return one if one is not None else fill_canvas(layout, canvas)
+
+
 def one_window_cycle(layout, canvas: int):
     """A loop short enough to fit the canvas with room to spare as ONE window that wraps onto
     itself (``Layout(length + o, o, 1, cyclic=True)``, ``o`` grown as :func:`fill_canvas` grows
     overlaps), when its overlap is at least ``layout``'s: half the rows of a two-window cycle
     (1 window + 1 overlap, x2 for guidance) with no less context at the seam. None otherwise
-    (chains, loops too long for the canvas). ``--num_windows 1`` asks for it. Not the default:
-    on the demo model (72-frame loops on its 120-frame window, 10 kinds x 6 seeds) its seams had
-    the same medians as two windows' but a heavier tail (mean seam/interior velocity 1.70 against
-    1.16, edge/midway jerk 1.86 against 1.22); see benchmarks/RESULTS.md, "Full-size loops in
-    seconds"."""
+    (chains, loops too long for the canvas). The default for canvas models (:func:`canvas_layout`):
+    on the demo model as a stand-in (72-frame loops on its 120-frame window, 10 kinds x 12 seeds,
+    DPM-Solver++(3M) 30) its seams and worst frames were as good as two windows' or better, its
+    composition edges alike once the metric's fewer edge frames are allowed for, kind accuracy
+    0.92 against 0.95 (not significant); see benchmarks/RESULTS.md, "Full-size loops in seconds"."""
     from motion_loop.collage import Layout
 
     if not layout.cyclic or layout.n_windows < 2:

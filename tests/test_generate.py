@@ -310,19 +310,20 @@ def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
     model_path = save_model(folder / "model000000007.pt", MDM(config))
     for name in ("Mean.npy", "Std.npy"):
         shutil.copy(tiny["model"].parent / name, folder / name)
-    out_dir = tmp_path / "out"
-    run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
-               "--no-render", "--no-bvh", "--output_dir", str(out_dir), model=model_path), capsys)
-    layout = json.loads((out_dir / "run.json").read_text())["layout"]
-    # 40 frames = 2 windows of stride 20; the 60-frame canvas costs the same, so overlaps grow from 10 to 17
-    assert (layout["n_windows"], layout["window"], layout["overlap"]) == (2, 37, 17)
-    # --num_windows 1: one window closing on itself, grown to the canvas (half the rows)
-    out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2", "--num_repetitions", "1",
-                     "--num_windows", "1", "--no-render", "--no-bvh", "--output_dir", str(tmp_path / "one"),
-                     model=model_path), capsys)
-    assert "loop of one window of 60 frames closing on itself (overlap 20)" in out
-    layout = json.loads((tmp_path / "one" / "run.json").read_text())["layout"]
-    assert (layout["n_windows"], layout["window"], layout["overlap"]) == (1, 60, 20)
+    def layout_of(name, *flags):
+        out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--num_repetitions", "1", *flags,
+                         "--no-render", "--no-bvh", "--output_dir", str(tmp_path / name), model=model_path), capsys)
+        layout = json.loads((tmp_path / name / "run.json").read_text())["layout"]
+        return (layout["n_windows"], layout["window"], layout["overlap"]), out
+
+    # a 2 s loop (40 frames) fits the 60-frame canvas: one window closing on itself (half the rows)
+    layout, out = layout_of("one", "--motion_length", "2")
+    assert layout == (1, 60, 20) and "loop of one window of 60 frames closing on itself (overlap 20)" in out
+    assert layout_of("asked", "--motion_length", "2", "--num_windows", "1")[0] == (1, 60, 20)
+    # two windows when asked: stride 20, the canvas costs the same, so the overlaps grow from 10 to 17
+    assert layout_of("two", "--motion_length", "2", "--num_windows", "2")[0] == (2, 37, 17)
+    # 2.5 s (50 frames) leaves too little of the canvas to wrap onto: two windows, overlaps grown 12 -> 21
+    assert layout_of("long", "--motion_length", "2.5")[0] == (2, 46, 21)
 
 
 def test_guidance_interval_is_used_and_recorded(tiny, tmp_path, capsys):

@@ -65,6 +65,19 @@ def test_a_loop_that_fits_the_canvas_can_be_one_window_closing_on_itself():
     assert one_window_cycle(Layout(150, 50, 3), 196) is None  # chains keep their windows
 
 
+def test_canvas_layout_wraps_one_window_where_it_fits_and_grows_overlaps_elsewhere():
+    from motion_loop.collage import Layout
+    from motion_loop.speed import canvas_layout, fill_canvas, one_window_cycle
+
+    six = Layout(90, 30, 2, cyclic=True)
+    assert canvas_layout(six, 196) == one_window_cycle(six, 196) == Layout(196, 76, 1, cyclic=True)
+    assert canvas_layout(six, 196, one_window=False) == fill_canvas(six, 196) == Layout(110, 50, 2, cyclic=True)
+    ten = Layout(150, 50, 2, cyclic=True)  # 10 s: longer than the canvas
+    assert canvas_layout(ten, 196) == fill_canvas(ten, 196)
+    chain = Layout(150, 50, 3)
+    assert canvas_layout(chain, 196) == fill_canvas(chain, 196)
+
+
 def test_busy_cores_read_the_kernels_counters(tmp_path):
     stat = tmp_path / "stat"
     # a fake /proc/stat whose counters move while busy_cores sleeps: 3 of 4 ticks busy on 2 cores
