@@ -30,6 +30,7 @@ from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.metrics import loop_seam_report
 from motion_loop.sampling import SAMPLERS, evaluations
+from motion_loop.speed import MIXED_ABOVE
 
 from bench_speed import OthersMeter, load  # benchmarks/ is on the path when this script runs
 from eval_loops import PROMPTS, load_classifier, prompt_encoder
@@ -41,12 +42,13 @@ DEFAULT_SETTINGS = [
     "dpmpp_2m:20:bf16", "heun:20:bf16",
     BASELINE,
 ]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32, "mixed": torch.float32}
 
 
 def parse_setting(text: str) -> tuple[str, int, str, bool]:
-    """``sampler:steps[:fp32|bf16|int8][:padded][:rho=R][:smax=S][:cseed=K]`` -> (sampler, steps, dtype, packed)
-    (the schedule options: :func:`schedule_of`; int8: the Linear layers dynamically quantized; cseed:
+    """``sampler:steps[:fp32|bf16|int8|mixed][:padded][:rho=R][:smax=S][:cseed=K]`` -> (sampler, steps, dtype,
+    packed) (the schedule options: :func:`schedule_of`; int8: the Linear layers dynamically quantized;
+    mixed: bf16 above the noise level ``speed.MIXED_ABOVE``, fp32 below, as ``--dtype mixed``; cseed:
     another sequence of the seamless collage's random shifts)."""
     parts = text.split(":")
     sampler, steps = parts[0], int(parts[1])
@@ -117,7 +119,8 @@ def main() -> None:
 
     def sample(setting: str, seed: int):
         sampler, steps, dtype, packed = parse_setting(setting)
-        inner = MDMDenoiser(models[dtype], guidance_scale=args.guidance, pack=packed)
+        coarse = {"coarse_model": models["bf16"], "coarse_above": MIXED_ABOVE} if dtype == "mixed" else {}
+        inner = MDMDenoiser(models["fp32" if dtype == "mixed" else dtype], guidance_scale=args.guidance, pack=packed, **coarse)
         sigmas = inner.sigmas(steps, **schedule_of(setting)).to(device)
         g = torch.Generator(device).manual_seed(seed)
         # the same unit draw for every setting (a lower sigma_max scales it less)

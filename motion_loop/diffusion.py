@@ -190,6 +190,9 @@ class MDMDenoiser:
 
     **Precision.** The forward runs in the model's parameter dtype (a bf16 model gets bf16 inputs);
     its output is taken back to float32 before guidance, so the sampler's state stays float32.
+    ``coarse_model`` (e.g. a bf16 copy of ``model``) runs the calls whose noise levels all lie above
+    ``coarse_above``: an error made there is a small change of a very noisy input, which the later
+    levels, run by ``model``, denoise again (``--dtype mixed``; benchmarks/RESULTS.md).
     """
 
     accepts_padding = True
@@ -205,8 +208,11 @@ class MDMDenoiser:
         padding_seed: int = 0,
         pack: bool = True,
         guidance_interval: Sequence[float] | None = None,
+        coarse_model: MDM | None = None,
+        coarse_above: float = float("inf"),
     ):
         self.model = model
+        self.coarse_model, self.coarse_above = coarse_model, float(coarse_above)
         if guidance_interval is not None:
             guidance_interval = tuple(float(s) for s in guidance_interval)  # e.g. argparse's [lo, hi]
             if len(guidance_interval) != 2 or not 0 <= guidance_interval[0] <= guidance_interval[1]:
@@ -282,22 +288,24 @@ class MDMDenoiser:
                                                                                        device=x.device)
                 guidance = torch.where(inside, scale, torch.ones_like(scale))
         x_vp = x * c_in[:, None, None, None]
+        coarse = self.coarse_model is not None and bool((sigma > self.coarse_above).all())
+        model = self.coarse_model if coarse else self.model
         if lengths is not None and self.pack and self.config.mask_frames and self.canvas_frames is None:
             widths = sorted(set(lengths.tolist()))
             if len(widths) > 1:
-                return self._packed(x_vp, t, emb, conditional, lengths.to(x.device), widths, guidance).to(x.dtype)
-        x0 = self.predict_x0(x_vp, t, emb, conditional, lengths, guidance)
+                return self._packed(x_vp, t, emb, conditional, lengths.to(x.device), widths, guidance, model).to(x.dtype)
+        x0 = self.predict_x0(x_vp, t, emb, conditional, lengths, guidance, model)
         return x0.to(x.dtype)
 
     def _packed(self, x_vp: Tensor, t: Tensor, emb: Tensor, conditional: Tensor, lengths: Tensor,
-                widths: list[int], guidance: Tensor | None = None) -> Tensor:
+                widths: list[int], guidance: Tensor | None = None, model: MDM | None = None) -> Tensor:
         """One :meth:`predict_x0` call per distinct row length, each row at its own width."""
         out = torch.zeros(x_vp.shape, device=x_vp.device, dtype=torch.float32)
         for width in widths:
             rows = (lengths == width).nonzero().squeeze(1)
             out[rows, ..., :width] = self.predict_x0(
                 x_vp[rows, ..., :width], t[rows.to(t.device)], emb[rows], conditional[rows], lengths[rows],
-                None if guidance is None else guidance.to(rows.device)[rows],
+                None if guidance is None else guidance.to(rows.device)[rows], model,
             ).float()
         return out
 
@@ -354,16 +362,19 @@ class MDMDenoiser:
         conditional: Tensor | None = None,
         lengths: Tensor | None = None,
         guidance: Tensor | None = None,
+        model: MDM | None = None,
     ) -> Tensor:
         """Guided x0 from VP-space ``x_t [R, F, 1, T]`` at integer steps ``t [R]`` (MDM's
         ``ClassifierFreeSampleModel``). ``conditional [R]`` False makes a row unconditional in both
         branches; ``lengths [R]`` marks valid frames (see the class docstring); ``guidance [R]``
-        replaces the guidance scale per row (segments: a scale per segment row)."""
+        replaces the guidance scale per row (segments: a scale per segment row); ``model``: the
+        network to run (default ``self.model``)."""
+        model = self.model if model is None else model
         rows, n_frames = x_t.shape[0], x_t.shape[-1]
         device = x_t.device
         conditional = torch.ones(rows, dtype=torch.bool, device=device) if conditional is None else conditional
         lengths = torch.full((rows,), n_frames, device=device) if lengths is None else lengths.to(device)
-        dtype = next(self.model.parameters()).dtype
+        dtype = next(model.parameters()).dtype
         x_in, t = x_t.to(dtype), t.to(device)
         text_embed = text_embed.to(device=device, dtype=dtype)
 
@@ -379,9 +390,10 @@ class MDMDenoiser:
             if bool((scale == 1.0).all()):
                 scale = 1.0
         if (isinstance(scale, float) and scale == 1.0) or not bool(conditional.any()):
-            x0 = self._forward(x_in, t, text_embed, ~conditional, mask)
+            x0 = self._forward(model, x_in, t, text_embed, ~conditional, mask)
         elif self.batch_guidance:
             both = self._forward(
+                model,
                 torch.cat([x_in, x_in]),
                 torch.cat([t, t]),
                 TextTokens.cat([text_embed] * 2) if isinstance(text_embed, TextTokens) else torch.cat([text_embed] * 2),
@@ -391,14 +403,15 @@ class MDMDenoiser:
             out_cond, out_uncond = both.chunk(2)
             x0 = out_uncond + scale * (out_cond - out_uncond)
         else:
-            out_cond = self._forward(x_in, t, text_embed, ~conditional, mask)
-            out_uncond = self._forward(x_in, t, text_embed, torch.ones_like(conditional), mask)
+            out_cond = self._forward(model, x_in, t, text_embed, ~conditional, mask)
+            out_uncond = self._forward(model, x_in, t, text_embed, torch.ones_like(conditional), mask)
             x0 = out_uncond + scale * (out_cond - out_uncond)
         return (x0 * mask)[..., :n_frames]  # 0 on padded frames, back to the rows' width
 
-    def _forward(self, x: Tensor, t: Tensor, text_embed: Tensor | TextTokens, uncond: Tensor, mask: Tensor) -> Tensor:
+    @staticmethod
+    def _forward(model: MDM, x: Tensor, t: Tensor, text_embed: Tensor | TextTokens, uncond: Tensor, mask: Tensor) -> Tensor:
         # float32 out: guidance amplifies (c - u), which bf16 would round first
-        return self.model(x, t, {"text_embed": text_embed, "uncond": uncond, "mask": mask}).float()
+        return model(x, t, {"text_embed": text_embed, "uncond": uncond, "mask": mask}).float()
 
     def _on_canvas(self, x_t: Tensor, t: Tensor, lengths: Tensor, width: int) -> Tensor:
         """Rows inside a ``width``-frame canvas whose frames past each row's length are training

@@ -120,10 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "per second measured, benchmarks/RESULTS.md)")
     g.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"sampler steps (default {DEFAULT_STEPS}; ddpm uses all model steps)")
-    g.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+    g.add_argument("--dtype", choices=("auto", "fp32", "bf16", "mixed"), default="auto",
                    help="model precision: auto picks the measured default of the device (fp32 on CPU and GPU: bf16 "
                         "moves a loop by ~2 cm); bf16 is meant for GPUs (on CPUs without native bf16 it is 4-6x "
-                        "slower) (default auto)")
+                        "slower); mixed runs bf16 at high noise only and fp32 below (under 1 cm from fp32; faster "
+                        "where bf16 is native) (default auto)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: the cores other processes leave free, measured over 0.1 s; "
                         "threads beyond that make sampling several times slower)")
@@ -564,7 +565,7 @@ class Setup:
     stats_dir: Path
     text_encoder: object
     denoiser: object  # motion_loop.diffusion.MDMDenoiser, or segments.SegmentDenoiser around it
-    dtype: str  # the model's precision (fp32, bf16)
+    dtype: str  # the model's precision (fp32, bf16, mixed)
     threads: int | None  # torch CPU threads (None on a GPU)
     segments: object | None = None  # motion_loop.segments.SegmentRun when a prompt has several actions
 
@@ -574,7 +575,7 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
     """Load the model, statistics and text encoder (once per ``cache``, see :func:`cached_model`) and
     choose the layout (from ``prompts``' segments when one has several actions); prints what it chose."""
     from motion_loop.diffusion import MDMDenoiser
-    from motion_loop.speed import canvas_layout, resolve_dtype, set_threads
+    from motion_loop.speed import MIXED_ABOVE, canvas_layout, resolve_dtype, set_threads
 
     print(f"model: {model_path} ({why})")
     threads = set_threads(args.threads)
@@ -583,6 +584,11 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
     config = loaded.config
     dtype_name, dtype = resolve_dtype(args.dtype, device)
     loaded.model.to(dtype)
+    coarse = None
+    if dtype_name == "mixed":
+        import copy
+
+        coarse = copy.deepcopy(loaded.model).to(torch.bfloat16)
     kit = config.dataset == "kit"
     if kit:
         from motion_loop.skeleton import KIT_FPS
@@ -606,7 +612,7 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
     normalizer, stats_dir = load_stats(args.stats_dir, model_path, config.dataset)
     text_encoder = cached_text_encoder(cache, loaded, model_path, device, args)
     denoiser = MDMDenoiser(loaded.model, guidance_scale=args.guidance_param, padding_seed=args.seed,
-                           guidance_interval=args.guidance_interval)
+                           guidance_interval=args.guidance_interval, coarse_model=coarse, coarse_above=MIXED_ABOVE)
     if segments is not None:
         from motion_loop.segments import SegmentDenoiser
 

@@ -395,3 +395,22 @@ def test_bf16_model_keeps_float32_state_and_stays_close():
         half = MDMDenoiser(tiny_model(mask_frames=True).to(torch.bfloat16))(x, sigma, text_embed=text)
     assert half.dtype == torch.float32
     assert (half - full).abs().max() < 0.1 * full.abs().max() and not torch.equal(half, full)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_coarse_model_runs_the_calls_above_its_level_only(packed):
+    model, coarse = tiny_model(mask_frames=True), tiny_model(mask_frames=True).to(torch.bfloat16)
+    mixed = MDMDenoiser(model, coarse_model=coarse, coarse_above=2.0)
+    fine_only, coarse_only = MDMDenoiser(model), MDMDenoiser(coarse)
+    g = torch.Generator().manual_seed(2)
+    x, text = torch.randn(2, 263, 1, 20, generator=g), torch.randn(2, 512, generator=g)
+    lengths = torch.tensor([20, 12]) if packed else None  # rows of two widths go through _packed
+    with torch.no_grad():
+        for sigma, expected in ((torch.tensor([5.0, 3.0]), coarse_only), (torch.tensor([2.0, 0.5]), fine_only),
+                                (torch.tensor([5.0, 1.0]), fine_only)):  # a call with any level at or below: fp32
+            out = mixed(x, sigma, text_embed=text, lengths=lengths)
+            torch.testing.assert_close(out, expected(x, sigma, text_embed=text, lengths=lengths), atol=0, rtol=0)
+            assert out.dtype == torch.float32
+        high = torch.tensor([5.0, 3.0])
+        assert not torch.equal(mixed(x, high, text_embed=text, lengths=lengths),
+                               fine_only(x, high, text_embed=text, lengths=lengths))  # the check above can fail

@@ -300,6 +300,20 @@ def test_dpmpp_sampler_bf16_and_threads_are_recorded(tiny, tmp_path, capsys, sam
     assert np.isfinite(np.load(out_dir / "features.npy")).all()
 
 
+def test_mixed_precision_is_recorded_and_stays_close_to_fp32(tiny, tmp_path, capsys):
+    features = {}
+    for dtype in ("fp32", "mixed"):
+        out = run_ok(cli(tiny, "--text_prompt", "a person walks", "--loop", "--motion_length", "2",
+                         "--num_repetitions", "1", "--dtype", dtype, "--no-render", "--no-bvh",
+                         "--output_dir", str(tmp_path / dtype)), capsys)
+        assert f"sampler, {dtype}, " in out
+        assert json.loads((tmp_path / dtype / "run.json").read_text())["dtype"] == dtype
+        features[dtype] = np.load(tmp_path / dtype / "features.npy")
+    # the high-noise levels ran in bf16: the result moved, but little
+    assert not np.array_equal(features["fp32"], features["mixed"])
+    np.testing.assert_allclose(features["mixed"], features["fp32"], atol=0.1 * np.abs(features["fp32"]).max())
+
+
 def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
     import shutil
 
