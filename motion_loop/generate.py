@@ -121,10 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"sampler steps (default {DEFAULT_STEPS}; ddpm uses all model steps)")
     g.add_argument("--dtype", choices=("auto", "fp32", "bf16", "mixed"), default="auto",
-                   help="model precision: auto picks the measured default of the device (fp32 on CPU and GPU: bf16 "
-                        "moves a loop by ~2 cm); bf16 is meant for GPUs (on CPUs without native bf16 it is 4-6x "
-                        "slower); mixed runs bf16 at high noise only and fp32 below (under 1 cm from fp32; faster "
-                        "where bf16 is native) (default auto)")
+                   help="model precision: auto picks the measured default of the device (mixed on CPUs with native "
+                        "bf16, else fp32; bf16 alone moves a loop by ~2 cm); bf16 is meant for GPUs (on CPUs without "
+                        "native bf16 it is 4-6x slower); mixed runs bf16 at high noise only and fp32 below (under "
+                        "1 cm from fp32; faster where bf16 is native) (default auto)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: the cores other processes leave free, measured over 0.1 s; "
                         "threads beyond that make sampling several times slower)")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,7 +31,7 @@ def test_set_threads_explicit_and_invalid():
 
 def test_resolve_dtype():
     assert resolve_dtype("bf16", torch.device("cpu")) == ("bf16", torch.bfloat16)
-    assert resolve_dtype("auto", torch.device("cpu")) == ("fp32", torch.float32)
+    assert resolve_dtype("auto", torch.device("cpu"), Path("/nonexistent/cpuinfo")) == ("fp32", torch.float32)
     assert resolve_dtype("auto", torch.device("cuda"))[0] in ("fp32", "bf16")
     with pytest.raises(ValueError):
         resolve_dtype("fp8", torch.device("cpu"))
@@ -112,3 +114,16 @@ def test_busy_cores_see_a_busy_thread():
         stop.set()
         worker.join()
     assert busy > 0.8
+
+
+def test_auto_dtype_is_mixed_on_cpus_with_native_bf16(tmp_path):
+    from motion_loop.speed import native_bf16
+
+    with_bf16, without = tmp_path / "with", tmp_path / "without"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert native_bf16(with_bf16) and not native_bf16(without) and not native_bf16(tmp_path / "missing")
+    assert resolve_dtype("auto", torch.device("cpu"), with_bf16) == ("mixed", torch.float32)
+    assert resolve_dtype("auto", torch.device("cpu"), without) == ("fp32", torch.float32)
+    assert resolve_dtype("fp32", torch.device("cpu"), with_bf16) == ("fp32", torch.float32)  # asked for: kept
+    assert resolve_dtype("auto", torch.device("cuda"), with_bf16)[0] == "fp32"  # a CPU flag says nothing of a GPU
