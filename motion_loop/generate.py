@@ -9,6 +9,7 @@ chain; both are sampled with every window and overlap batched into one model cal
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import re
@@ -584,11 +585,8 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
     config = loaded.config
     dtype_name, dtype = resolve_dtype(args.dtype, device)
     loaded.model.to(dtype)
-    coarse = None
-    if dtype_name == "mixed":
-        import copy
-
-        coarse = copy.deepcopy(loaded.model).to(torch.bfloat16)
+    # mixed: a bf16 copy runs the high noise levels (speed.MIXED_ABOVE), the fp32 model the rest
+    coarse = copy.deepcopy(loaded.model).to(torch.bfloat16) if dtype_name == "mixed" else None
     kit = config.dataset == "kit"
     if kit:
         from motion_loop.skeleton import KIT_FPS
