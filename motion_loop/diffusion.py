@@ -288,14 +288,20 @@ class MDMDenoiser:
                                                                                        device=x.device)
                 guidance = torch.where(inside, scale, torch.ones_like(scale))
         x_vp = x * c_in[:, None, None, None]
-        coarse = self.coarse_model is not None and bool((sigma > self.coarse_above).all())
-        model = self.coarse_model if coarse else self.model
+        model = self.model_at(t)
         if lengths is not None and self.pack and self.config.mask_frames and self.canvas_frames is None:
             widths = sorted(set(lengths.tolist()))
             if len(widths) > 1:
                 return self._packed(x_vp, t, emb, conditional, lengths.to(x.device), widths, guidance, model).to(x.dtype)
         x0 = self.predict_x0(x_vp, t, emb, conditional, lengths, guidance, model)
         return x0.to(x.dtype)
+
+    def model_at(self, t: Tensor) -> MDM:
+        """The network for a call at diffusion steps ``t``: ``coarse_model`` when every row's level
+        lies above ``coarse_above``, else ``model``."""
+        if self.coarse_model is not None and bool((self.discrete_sigmas[t.cpu()] > self.coarse_above).all()):
+            return self.coarse_model
+        return self.model
 
     def _packed(self, x_vp: Tensor, t: Tensor, emb: Tensor, conditional: Tensor, lengths: Tensor,
                 widths: list[int], guidance: Tensor | None = None, model: MDM | None = None) -> Tensor:
@@ -441,7 +447,7 @@ class MDMDenoiser:
 
         def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
             emb, conditional = self.row_conditions(text_embed, x_t.shape[0], None, x_t.device)
-            return self.predict_x0(x_t, t, emb, conditional, lengths)
+            return self.predict_x0(x_t, t, emb, conditional, lengths, model=self.model_at(t))
 
         return model_fn
 

@@ -414,3 +414,8 @@ def test_coarse_model_runs_the_calls_above_its_level_only(packed):
         high = torch.tensor([5.0, 3.0])
         assert not torch.equal(mixed(x, high, text_embed=text, lengths=lengths),
                                fine_only(x, high, text_embed=text, lengths=lengths))  # the check above can fail
+        # MDM's own ddpm sampler chooses the same way, by the steps' levels
+        for sigma, expected in ((high, coarse_only), (torch.tensor([2.0, 0.5]), fine_only)):
+            t = mixed.sigma_to_t(sigma)
+            torch.testing.assert_close(mixed.ddpm_model_fn(text, lengths)(x, t),
+                                       expected.ddpm_model_fn(text, lengths)(x, t), atol=0, rtol=0)
