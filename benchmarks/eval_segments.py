@@ -327,11 +327,11 @@ def main() -> None:
                                                      segment_cond=lambda k: {"text_embed": seg_embed[:, k]},
                                                      cyclic=cyclic, generator=generator, sampler=args.sampler)
                 seconds = time.perf_counter() - started
+                taus = [a for a, _ in plan.spans[1:]] + ([0] if cyclic else [])
+                margin = layout.overlap // 2
                 for k, x0 in own if own is not None else [(None, x0)]:
                     x0 = x0.roll(-plan.shift, dims=-1) if cyclic else x0[..., :frames]
                     _, joints = decode(x0, normalizer, velocity_fusion=args.velocity_fusion, cyclic=cyclic)
-                    taus = [a for a, _ in plan.spans[1:]] + ([0] if cyclic else [])
-                    margin = layout.overlap // 2
                     for seq, motion in zip(sequences, joints):
                         row = {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
                                "seconds_per_motion": seconds / b / (len(own) if own else 1),
