@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from motion_loop.baselines import METHODS
-from motion_loop.diffusion import MDMDenoiser
+from motion_loop.diffusion import DEFAULT_GUIDANCE_INTERVAL, MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS, evaluations
@@ -247,8 +247,9 @@ def main() -> None:
                         "default); rows with churn need edm and are left out otherwise")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
-    p.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="guide only at noise levels in [LO, HI], conditional only elsewhere (default: guide at every level)")
+    p.add_argument("--guidance_interval", type=float, nargs=2, default=list(DEFAULT_GUIDANCE_INTERVAL), metavar=("LO", "HI"),
+                   help="guide only at noise levels in [LO, HI], conditional only elsewhere (default: python -m sample's, "
+                        f"{DEFAULT_GUIDANCE_INTERVAL[0]:g} inf; 0 inf guides at every level)")
     p.add_argument("--methods", nargs="+", default=[r[0] for r in RUNS], choices=[r[0] for r in RUNS],
                    help="which rows to run (default all)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from motion_loop.baselines import sample_blended_segments, sample_outpainting
 from motion_loop.collage import OVERLAP, CollageDenoiser, Layout, Pieces, fade_weights
-from motion_loop.diffusion import MDMDenoiser
+from motion_loop.diffusion import DEFAULT_GUIDANCE_INTERVAL, MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.metrics import _next_repetition, transition_jerk
@@ -198,6 +198,10 @@ def main() -> None:
                    help=f"sampler of every row (default {DEFAULT_SAMPLER}, python -m sample's)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS}, the CLI's)")
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
+    p.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="guide only at noise levels in [LO, HI], conditional only elsewhere, in every row (default: as "
+                        "python -m sample, every level for several actions and "
+                        f"{DEFAULT_GUIDANCE_INTERVAL[0]:g} inf for the single-prompt rows)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0; sequences drawn with seed + 1000)")
     p.add_argument("--shapes", nargs="+", default=["loop", "chain"], choices=["loop", "chain"], help="loops, chains")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS,
@@ -244,13 +248,15 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1000)
     groups = {n: draw_sequences(n, args.per_count, rng, kinds) for n in args.counts}
     encode = prompt_encoder(loaded, device, args.random_text)
-    base = MDMDenoiser(loaded.model, guidance_scale=args.guidance)
+    base = MDMDenoiser(loaded.model, guidance_scale=args.guidance, guidance_interval=args.guidance_interval)
+    single = MDMDenoiser(loaded.model, guidance_scale=args.guidance,  # the single-prompt rows ("each prompt", ...)
+                         guidance_interval=args.guidance_interval or DEFAULT_GUIDANCE_INTERVAL)
     sigmas = base.sigmas(args.steps)
     classify = load_classifier()
     seg_frames = round(args.segment_seconds * fps)
     print(f"model {args.model_path}; {sum(len(g) for g in groups.values())} sequences ({args.per_count} each of "
           f"{args.counts} actions), {seg_frames} frames per segment; {len(sigmas) - 1} {args.sampler} steps, guidance "
-          f"{args.guidance}; torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}; "
+          f"{args.guidance} (sigma in {args.guidance_interval or 'every level; single-prompt rows ' + str(single.guidance_interval)}); torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}; "
           f"load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}", flush=True)
 
     results: dict[str, list[dict]] = {}
@@ -276,7 +282,7 @@ def main() -> None:
                     x = sigmas[0].float() * torch.randn((*shape, layout.length), generator=generator)
                     own = None  # "each prompt": one loop per prompt of the sequence, [(k, x0), ...]
                     if method == "each prompt seamless":
-                        denoiser = CollageDenoiser(base, layout, "seamless", generator=torch.Generator().manual_seed(args.seed + 1))
+                        denoiser = CollageDenoiser(single, layout, "seamless", generator=torch.Generator().manual_seed(args.seed + 1))
                         own = [(k, run_sampler(args.sampler, denoiser, x, sigmas, cond={"text_embed": seg_embed[:, k]}))
                                for k in range(n_actions)]
                     elif method.startswith("collage"):
@@ -314,7 +320,7 @@ def main() -> None:
                         x0 = denoiser.merge(state, frame_segment)
                     elif method.startswith("single prompt"):  # every segment gets the first segment's prompt
                         composition = "seamless" if method.endswith("seamless") else "condind"
-                        denoiser = CollageDenoiser(base, layout, composition, generator=torch.Generator().manual_seed(args.seed + 1))
+                        denoiser = CollageDenoiser(single, layout, composition, generator=torch.Generator().manual_seed(args.seed + 1))
                         x0 = run_sampler(args.sampler, denoiser, x, sigmas, cond={"text_embed": seg_embed[:, 0]})
                     elif method == "outpainting":
                         x0 = sample_outpainting(base, layout, shape, sigmas, generator=generator, sampler=args.sampler,

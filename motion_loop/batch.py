@@ -295,7 +295,11 @@ class Worker:
 
 
 def _settings(worker_args: dict) -> dict:
-    return {name: (str(v) if isinstance(v, Path) else v) for name, v in worker_args.items() if name in CONTENT_FLAGS}
+    """The content flags as library.json records them (JSON: paths as text, no inf)."""
+    settings = {name: (str(v) if isinstance(v, Path) else v) for name, v in worker_args.items() if name in CONTENT_FLAGS}
+    if "guidance_interval" in settings:
+        settings["guidance_interval"] = generate.interval_record(settings["guidance_interval"])
+    return settings
 
 
 class Library:

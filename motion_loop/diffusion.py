@@ -24,6 +24,13 @@ from motion_loop.mdm import MDM, MDMConfig, TextTokens
 from motion_loop.sampling import karras_sigmas
 
 DEFAULT_GUIDANCE = 2.5  # MDM's --guidance_param
+# Noise levels at which python -m sample guides a motion of one prompt: sigma >= 2, the conditional
+# model alone below. Guidance at the lowest levels amplifies the small differences of the two branches
+# into one-frame glitches (a waving wrist: worst/median jerk 6.1 -> 2.9) and costs two rows per
+# evaluation. Several actions keep guidance at every level: below sigma 2 each segment's windows
+# finish on their own, and unguided they lose their kind (jogs read as walks). Both measured on the
+# demo model (benchmarks/RESULTS.md, "Guidance off at the lowest noise levels").
+DEFAULT_GUIDANCE_INTERVAL = (2.0, math.inf)
 
 # ----------------------------------------------------------------------------------------------
 # Schedules
@@ -160,7 +167,10 @@ class MDMDenoiser:
     (lo, hi)`` guides only rows whose sigma lies in ``[lo, hi]`` and runs the others conditional
     only, for half their rows (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval
     Improves Sample and Distribution Quality in Diffusion Models": guidance at high noise mostly
-    narrows the spread, at low noise it does little).
+    narrows the spread, at low noise it does little; for MDM it makes one-frame glitches there).
+    The library's default guides everywhere, as MDM does; ``python -m sample`` passes
+    :data:`DEFAULT_GUIDANCE_INTERVAL`. MDM's ddpm sampler (:meth:`ddpm_model_fn`) follows the
+    interval too, at its steps' sigmas.
 
     **Conditions.** ``text_embed`` is ``[B, D]`` (one prompt per sample), ``[B, n_windows, D]`` (one
     prompt per DiffCollage window; needs ``pieces``) or None (unconditional); for a DistilBERT
@@ -280,13 +290,7 @@ class MDMDenoiser:
                 raise ValueError("pass lengths only without pieces (pieces.length gives each row's frames)")
             lengths = pieces.length
         emb, conditional = self.row_conditions(text_embed, rows, pieces, x.device)
-        if self.guidance_interval is not None:
-            lo, hi = self.guidance_interval
-            inside = (sigma >= lo) & (sigma <= hi)
-            if not bool(inside.all()):  # rows outside the interval: conditional only (scale 1)
-                scale = guidance.to(x.device) if guidance is not None else torch.full((rows,), self.guidance_scale,
-                                                                                       device=x.device)
-                guidance = torch.where(inside, scale, torch.ones_like(scale))
+        guidance = self.guidance_at(sigma, guidance)
         x_vp = x * c_in[:, None, None, None]
         model = self.model_at(t)
         if lengths is not None and self.pack and self.config.mask_frames and self.canvas_frames is None:
@@ -295,6 +299,20 @@ class MDMDenoiser:
                 return self._packed(x_vp, t, emb, conditional, lengths.to(x.device), widths, guidance, model).to(x.dtype)
         x0 = self.predict_x0(x_vp, t, emb, conditional, lengths, guidance, model)
         return x0.to(x.dtype)
+
+    def guidance_at(self, sigma: Tensor, guidance: Tensor | None = None) -> Tensor | None:
+        """Per-row guidance scales ``[R]`` at noise levels ``sigma [R]``: ``guidance`` (default: the
+        scale) inside ``guidance_interval``, 1 (the conditional model alone) outside; None (the scale
+        everywhere) when every row is inside."""
+        if self.guidance_interval is None:
+            return guidance
+        lo, hi = self.guidance_interval
+        inside = (sigma >= lo) & (sigma <= hi)
+        if bool(inside.all()):
+            return guidance
+        scale = guidance.to(sigma.device) if guidance is not None else torch.full(sigma.shape, self.guidance_scale,
+                                                                                    device=sigma.device)
+        return torch.where(inside, scale, torch.ones_like(scale))
 
     def model_at(self, t: Tensor) -> MDM:
         """The network for a call at diffusion steps ``t``: ``coarse_model`` when every row's level
@@ -447,7 +465,8 @@ class MDMDenoiser:
 
         def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
             emb, conditional = self.row_conditions(text_embed, x_t.shape[0], None, x_t.device)
-            return self.predict_x0(x_t, t, emb, conditional, lengths, model=self.model_at(t))
+            sigma = self.discrete_sigmas[t.cpu()].to(x_t.device)
+            return self.predict_x0(x_t, t, emb, conditional, lengths, self.guidance_at(sigma), model=self.model_at(t))
 
         return model_fn
 

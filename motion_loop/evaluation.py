@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_loop.diffusion import DEFAULT_GUIDANCE_INTERVAL
 from motion_loop.errors import UserError, run_cli
 from motion_loop.humanml import joints_to_features
 from motion_loop.procedural import KINDS, make_dataset
@@ -244,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=ODE_SAMPLERS, default=DEFAULT_SAMPLER,
                    help=f"sampler, as python -m sample's --sampler (default {DEFAULT_SAMPLER}, its default)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"sampler steps (default {DEFAULT_STEPS})")
-    p.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="guide only at noise levels in [LO, HI] (default: every level)")
+    p.add_argument("--guidance_interval", type=float, nargs=2, default=list(DEFAULT_GUIDANCE_INTERVAL), metavar=("LO", "HI"),
+                   help="guide only at noise levels in [LO, HI] (default: python -m sample's, "
+                        f"{DEFAULT_GUIDANCE_INTERVAL[0]:g} inf; 0 inf: every level)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--prompt_seed", type=int, default=2024, help="seed of the evaluation prompts (default 2024)")
     p.add_argument("--classifier_seed", type=int, default=12345, help="seed of the classifier's procedural sample")

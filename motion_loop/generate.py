@@ -22,6 +22,7 @@ import torch
 
 from motion_loop.collage import METHODS as COLLAGE_METHODS
 from motion_loop.collage import CollageDenoiser, Layout
+from motion_loop.diffusion import DEFAULT_GUIDANCE_INTERVAL
 from motion_loop import safety
 from motion_loop.errors import UserError, printable, run_cli
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS
@@ -65,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance scale; 1 disables guidance (default 2.5)")
     g.add_argument("--guidance_interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="guide only at noise levels sigma in [LO, HI] and run the conditional model alone "
-                        "elsewhere, for half the rows there (e.g. 0.28 5.42; default: guide at every level)")
+                        "elsewhere, for half the rows there; HI may be inf; 0 inf guides at every level, as MDM "
+                        f"does (default: {DEFAULT_GUIDANCE_INTERVAL[0]:g} inf for one prompt, as guidance at the "
+                        "lowest levels makes one-frame glitches; every level for several actions, whose segments "
+                        "take their kind from the guided low levels, and for --sampler ddpm, MDM's own sampler)")
     g.add_argument("--seed", type=int, default=10, help="random seed (default 10)")
     g.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N or a GPU index N (default: cuda when available, else cpu)")
@@ -245,8 +249,8 @@ def check_numbers(args) -> None:
         raise UserError(f"--guidance_param must be >= 0, got {args.guidance_param}")
     if args.guidance_interval is not None:
         lo, hi = args.guidance_interval
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
-            raise UserError(f"--guidance_interval needs 0 <= LO <= HI, got {lo:g} {hi:g}")
+        if not (math.isfinite(lo) and not math.isnan(hi) and 0 <= lo <= hi):
+            raise UserError(f"--guidance_interval needs 0 <= LO <= HI (HI may be inf), got {lo:g} {hi:g}")
     if not math.isfinite(args.s_churn) or args.s_churn < 0:
         raise UserError(f"--s_churn must be >= 0, got {args.s_churn}")
     if args.s_churn and args.sampler != "edm":
@@ -604,6 +608,9 @@ def load_setup(args, device: torch.device, model_path: Path, why: str, cache: di
             layout = canvas_layout(layout, config.max_frames, one_window=args.num_windows is None)
     if args.collage is None:
         args.collage = "seamless"  # with segments, moved at most segments.max_shift: each window keeps its prompt
+    if args.guidance_interval is None:  # measured defaults (benchmarks/RESULTS.md): see DEFAULT_GUIDANCE_INTERVAL
+        everywhere = segments is not None or args.sampler == "ddpm"  # ddpm: MDM's sampler as MDM runs it
+        args.guidance_interval = [0.0, math.inf] if everywhere else list(DEFAULT_GUIDANCE_INTERVAL)
     frames = layout.length if args.loop else requested
     if args.loop and frames != requested:
         print(f"loop period: {frames} frames ({frames / fps:.2f} s), the nearest multiple of {layout.n_windows} windows")
@@ -696,6 +703,14 @@ def sample_motions(setup: Setup, args, plan: Plan, texts: list[str], generator: 
     return Sampled(features, joints, skating, seams, n_steps, sampling_s, loop_root)
 
 
+def interval_record(interval) -> list | None:
+    """``--guidance_interval`` as JSON records it: ``[lo, hi]``, hi None where unbounded (JSON has no inf)."""
+    if interval is None:
+        return None
+    lo, hi = interval
+    return [float(lo), float(hi) if math.isfinite(hi) else None]
+
+
 def run_metadata(args, setup: Setup, plan: Plan, read_as: list[str] | None, sampled: Sampled, *,
                  seed: int | None = None) -> dict:
     """What run.json records about a run (``seed``: the run's, default ``args.seed``)."""
@@ -715,7 +730,7 @@ def run_metadata(args, setup: Setup, plan: Plan, read_as: list[str] | None, samp
         "dtype": setup.dtype,
         "threads": setup.threads,
         "guidance_param": args.guidance_param,
-        "guidance_interval": args.guidance_interval,
+        "guidance_interval": interval_record(args.guidance_interval),
         "seed": args.seed if seed is None else seed,
         "device": str(setup.device),
         "fps": setup.fps,

@@ -226,6 +226,22 @@ def test_guidance_interval_guides_inside_and_halves_the_rows_outside():
         MDMDenoiser(model, guidance_interval=(5.0, 0.3))
 
 
+def test_ddpm_sampler_follows_the_guidance_interval():
+    # MDM's own sampler: guided x0 at steps whose sigma is inside the interval, the conditional model alone outside.
+    model = tiny_model()
+    interval = MDMDenoiser(model, canvas_frames=None, guidance_interval=(2.0, math.inf))
+    guided = MDMDenoiser(model, canvas_frames=None)
+    plain = MDMDenoiser(model, canvas_frames=None, guidance_scale=1.0)
+    x, text = torch.randn(2, 263, 1, 12), torch.randn(2, 512)
+    with torch.no_grad():
+        for t, reference in ((int(interval.sigma_to_t(5.0)), guided), (int(interval.sigma_to_t(0.5)), plain)):
+            steps = torch.full((2,), t)
+            torch.testing.assert_close(interval.ddpm_model_fn(text)(x, steps), reference.ddpm_model_fn(text)(x, steps),
+                                       atol=1e-5, rtol=0)
+        low = torch.full((2,), int(interval.sigma_to_t(0.5)))
+        assert not torch.allclose(guided.ddpm_model_fn(text)(x, low), plain.ddpm_model_fn(text)(x, low), atol=1e-4)
+
+
 def test_per_row_guidance_scales_each_row_and_packs():
     # guidance [R] (segments' rows): each row as a denoiser with that scale alone would give it.
     model = tiny_model(mask_frames=True)

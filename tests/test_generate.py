@@ -164,6 +164,7 @@ def test_input_text_batches_and_ddpm_sampler(tiny, tmp_path, capsys):
     assert results["motion"].shape == (4, 22, 3, 40)
     run = json.loads((out_dir / "run.json").read_text())
     assert run["sampler"] == "ddpm" and run["steps"] == 50 and run["layout"] is None
+    assert run["guidance_interval"] == [0.0, None]  # MDM's sampler guides at every step, as MDM does
     assert (out_dir / "results.txt").read_text().splitlines() == results["text"]
 
 
@@ -207,6 +208,8 @@ def test_existing_output_dir_needs_overwrite_and_keeps_user_files(tiny, tmp_path
         (["--text_prompt", "a", "--steps", "-1"], "steps"),
         (["--text_prompt", "a", "--s_churn", "5"], "--sampler edm"),  # the default sampler is deterministic
         (["--text_prompt", "a", "--guidance_interval", "5", "0.3"], "--guidance_interval needs 0 <= LO <= HI"),
+        (["--text_prompt", "a", "--guidance_interval", "inf", "inf"], "--guidance_interval needs 0 <= LO <= HI"),
+        (["--text_prompt", "a", "--guidance_interval", "0", "nan"], "--guidance_interval needs 0 <= LO <= HI"),
         (["--text_prompt", "a", "--threads", "0"], "threads"),
         (["--text_prompt", "a", "--threads", "100000"], "cores"),
         (["--text_prompt", "a", "--device", "tpu"], "device"),
@@ -341,15 +344,18 @@ def test_canvas_model_loop_uses_the_canvas(tiny, tmp_path, capsys):
 
 
 def test_guidance_interval_is_used_and_recorded(tiny, tmp_path, capsys):
+    # The default guides at sigma >= 2 only; "0 inf" guides everywhere (MDM's way). run.json is strict
+    # JSON, so an unbounded HI is recorded as null.
     motions = {}
-    for name, extra in (("everywhere", []), ("interval", ["--guidance_interval", "0.28", "5.42"])):
+    for name, extra, recorded in (("default", [], [2.0, None]), ("everywhere", ["--guidance_interval", "0", "inf"], [0.0, None]),
+                                  ("interval", ["--guidance_interval", "0.28", "5.42"], [0.28, 5.42])):
         out_dir = tmp_path / name
         run_ok(cli(tiny, "--text_prompt", "a person jumps", "--motion_length", "2", "--num_repetitions", "1",
                    "--no-render", "--output_dir", str(out_dir), *extra), capsys)
         motions[name] = np.load(out_dir / "features.npy")
-        run = json.loads((out_dir / "run.json").read_text())
-        assert run["guidance_interval"] == ([0.28, 5.42] if extra else None)
+        assert json.loads((out_dir / "run.json").read_text())["guidance_interval"] == recorded
     assert not np.allclose(motions["everywhere"], motions["interval"])
+    assert not np.allclose(motions["everywhere"], motions["default"])
 
 
 def test_every_sampler_choice_has_a_title_for_the_outputs():

@@ -282,6 +282,8 @@ def test_sample_with_segments_writes_them_everywhere(tiny, tmp_path, capsys):  #
     assert run["segments"]["max_shift"] == run["layout"]["overlap"] // 2
     # ... and below sigma 2 every segment's windows finish on their own (HybridSegmentCollage)
     assert run["segments"]["split_sigma"] == 2.0
+    # ... guided at every level by default (the segments take their kind from the low levels)
+    assert run["guidance_interval"] == [0.0, None]
     line = (out_dir / "results.txt").read_text()
     assert line.startswith("a person walks forward (frames 0-") and line.count(" | ") == 2
     assert (out_dir / "sample00_rep00.mp4").stat().st_size > 0
