@@ -136,20 +136,58 @@ def root_drift(joints: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndar
     return np.concatenate([np.zeros((1, 3)), np.cumsum(correction, axis=0)])
 
 
+def _fit_leg(out: np.ndarray, bones: np.ndarray, leg: tuple[int, int, int, int], ankle_target: np.ndarray) -> None:
+    """Step 5 for one leg, in place: the ankle moved to ``ankle_target`` (as far as the leg reaches),
+    the knee by two-bone IK with the thigh and shin lengths of ``bones``, the toe with the ankle."""
+    hip, knee, ankle, toe = leg
+    thigh = np.linalg.norm(bones[:, knee] - bones[:, hip], axis=-1)
+    shin = np.linalg.norm(bones[:, ankle] - bones[:, knee], axis=-1)
+    foot = out[:, toe] - out[:, ankle]
+    out[:, ankle], out[:, knee] = solve_knee(out[:, hip], out[:, knee], ankle_target, thigh, shin)
+    out[:, toe] = out[:, ankle] + foot
+
+
 def _lock_sequence(joints: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndarray:
     joints = joints + root_drift(joints, planted, sigma)[:, None]
     out = joints.copy()
-    for side, (hip, knee, ankle, toe) in enumerate(LEGS):
-        offsets = foot_offsets(joints[:, toe], planted[:, side])
-        if not np.any(offsets):
-            continue
-        thigh = np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1)
-        shin = np.linalg.norm(joints[:, ankle] - joints[:, knee], axis=-1)
-        new_ankle, new_knee = solve_knee(joints[:, hip], joints[:, knee], joints[:, ankle] + offsets, thigh, shin)
-        out[:, knee] = new_knee
-        out[:, ankle] = new_ankle
-        out[:, toe] = new_ankle + (joints[:, toe] - joints[:, ankle])
+    for side, leg in enumerate(LEGS):
+        offsets = foot_offsets(joints[:, leg[3]], planted[:, side])
+        if np.any(offsets):
+            _fit_leg(out, joints, leg, joints[:, leg[2]] + offsets)
     return out
+
+
+def _lock_loop(work: np.ndarray, planted: np.ndarray, sigma: float) -> np.ndarray:
+    """Lock one cycle ``[P, 22, 3]`` of a loop (``planted [P, 2]``); the result loops too.
+
+    The loop is tiled three times and locked as one sequence, so that a contact across the seam is
+    one span. The middle cycle's change of the body's pose, taken in each frame's heading (where
+    every cycle is the same), differs from the next cycle's at the seam by what the lock does not
+    repeat: the root's slide taken off over a cycle, a foot planted all through a cycle of a loop
+    that turns or travels. That difference is spread linearly over the cycle (so the pose closes on
+    itself), the legs are fitted to their ankles again, and the cycle is mapped back onto the loop.
+    """
+    from motion_loop.render import cycle_transform, tile_loop
+
+    period = len(work)
+    tiled = tile_loop(work, 3)
+    locked = _lock_sequence(tiled, np.tile(planted, (3, 1)), sigma)
+    heading = facing_angle(tiled)[:, None]
+
+    def pose(joints):  # body-relative joints in each frame's heading frame
+        return rotate_y(joints - joints[:, :1], -heading)
+
+    change = pose(locked) - pose(tiled)
+    cycle = slice(period, 2 * period)
+    closing = (np.arange(period) / period)[:, None, None] * (change[2 * period] - change[period])
+    out = rotate_y(pose(tiled)[cycle] + change[cycle] - closing, heading[cycle]) + locked[cycle, :1]
+    for leg in LEGS:
+        _fit_leg(out, tiled[cycle], leg, out[:, leg[2]].copy())
+    rotation, _, _ = cycle_transform(work)
+    # cycle 1 is cycle 0 turned by `rotation`: turn its change back; the loop starts where it started
+    change = (out - tiled[cycle]) @ rotation
+    change[..., [0, 2]] -= change[0, 0, [0, 2]]
+    return work + change
 
 
 def lock_feet(joints, contacts=None, *, loop: bool = False, height: float = CONTACT_HEIGHT,
@@ -170,18 +208,9 @@ def lock_feet(joints, contacts=None, *, loop: bool = False, height: float = CONT
         if contacts.shape != (len(work), 2):
             raise ValueError(f"expected contacts [T, 2] = {(len(work), 2)}, got {contacts.shape}")
 
-    def planted(motion, cycles=1):
-        low = motion[:, TOES, 1] < height
-        return low if contacts is None else settle_contacts(np.tile(contacts, (cycles, 1)), low)
-
-    if not loop or len(work) < 2:
-        return _lock_sequence(work, planted(work), fps / 2).astype(joints.dtype, copy=False)
-    from motion_loop.render import cycle_transform, tile_loop
-
-    period = len(work)
-    tiled = tile_loop(work, 3)
-    change = _lock_sequence(tiled, planted(tiled, 3), fps / 2)[period: 2 * period] - tiled[period: 2 * period]
-    change[..., [0, 2]] -= change[0, 0, [0, 2]]  # the loop still starts where it started
-    rotation, _, _ = cycle_transform(work)
-    # cycle 1 is cycle 0 turned by `rotation`: turn its correction back
-    return (work + change @ rotation).astype(joints.dtype, copy=False)
+    cycles = 3 if loop and len(work) >= 2 else 1  # a loop's contacts: a span across the seam is settled as one
+    low = np.tile(work[:, TOES, 1] < height, (cycles, 1))
+    planted = low if contacts is None else settle_contacts(np.tile(contacts, (cycles, 1)), low)
+    if cycles == 1:
+        return _lock_sequence(work, planted, fps / 2).astype(joints.dtype, copy=False)
+    return _lock_loop(work, planted[len(work): 2 * len(work)], fps / 2).astype(joints.dtype, copy=False)

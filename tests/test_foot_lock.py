@@ -113,6 +113,30 @@ def test_a_locked_loop_still_loops():
     assert after.velocity_ratio < 1.5
 
 
+def test_a_loop_standing_on_both_feet_that_turns_and_slides_still_closes():
+    # Arm circles: both toes planted all through the loop, which turns 10 degrees a cycle and whose body
+    # slides. Pinning the toes to one spot cannot repeat every cycle; the lock must still close the
+    # loop (the seam no rougher than the rest) and keep the legs' bones.
+    params = sample_params("arm_circles", np.random.default_rng(3))
+    n = 60
+    fps = n / params["period"]
+    loop = canonicalize(evaluate("arm_circles", params, np.arange(n) / fps))
+    # the whole body carried round a circle of 10 m radius, 10 degrees a cycle: a loop whose cycles
+    # follow each other rigidly, with the feet sliding at about 0.6 m/s
+    turn = np.radians(10.0) * np.arange(n) / n
+    c, s = np.cos(turn)[:, None], np.sin(turn)[:, None]
+    x, z = loop[..., 0] - 10.0, loop[..., 2]
+    sliding = loop.copy()
+    sliding[..., 0], sliding[..., 2] = c * x + s * z + 10.0, -s * x + c * z
+    before = loop_seam_report(sliding, fps).jerk_ratio
+    assert foot_skating_ratio(sliding, fps) > 0.2 and before < 1.5
+    locked = lock_feet(sliding, loop=True, fps=fps)
+    assert foot_skating_ratio(locked, fps) < 0.05
+    np.testing.assert_allclose(_leg_bones(locked), _leg_bones(sliding), atol=1e-6)
+    # the seam is as smooth as the rest of the loop (the old lock: 210x the interior jerk)
+    assert loop_seam_report(locked, fps).jerk_ratio < max(2.0, 1.5 * before)
+
+
 def test_bad_shape():
     with pytest.raises(ValueError, match=r"\[T, 22, 3\]"):
         lock_feet(np.zeros((10, 21, 3)))
