@@ -24,6 +24,7 @@ import torch
 
 from motion_loop.baselines import METHODS
 from motion_loop.diffusion import DEFAULT_GUIDANCE_INTERVAL, MDMDenoiser
+from motion_loop.foot_lock import lock_feet, toe_contacts
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS, evaluations
@@ -260,6 +261,9 @@ def main() -> None:
     p.add_argument("--velocity_fusion", action=argparse.BooleanOptionalAction, default=True,
                    help="decode positions from the position and velocity features together, as python -m sample "
                         "does (rows marked 'positions only' never do) (default on)")
+    p.add_argument("--foot_lock", action=argparse.BooleanOptionalAction, default=False,
+                   help="plant the feet as python -m sample does before measuring (default off: the model's motion "
+                        "as decoded, which the issue-13 targets were set on)")
     p.add_argument("--chain", action=argparse.BooleanOptionalAction, default=False,
                    help="long motion instead of loops: a chain of --seconds (e.g. 12), measured at its inner window "
                         "and overlap edges; runs the DiffCollage rows only (no seam, no plot)")
@@ -322,8 +326,10 @@ def main() -> None:
                     samples[method, churn, seed] = x0, {"seconds_per_loop": meter.wall / len(prompts),
                                                         "others_cpu": meter.others}
                 x0, timing = samples[method, churn, seed]
-                _, joints = decode(x0, normalizer, velocity_fusion=args.velocity_fusion if fusion is None else fusion,
-                                   cyclic=layout.cyclic)
+                raw, joints = decode(x0, normalizer, velocity_fusion=args.velocity_fusion if fusion is None else fusion,
+                                     cyclic=layout.cyclic)
+                if args.foot_lock:
+                    joints = np.stack([lock_feet(j, c, loop=layout.cyclic, fps=fps) for j, c in zip(joints, toe_contacts(raw))])
                 for row, kind, prompt in zip(evaluate_loops(joints, kinds, layout, classify, fps), kinds, prompts):
                     results[label].append({**row, "kind": kind, "prompt": prompt, "seed": seed, **timing})
             print(f"  {label}: done ({np.mean([r['seconds_per_loop'] for r in results[label]]):.2f} s per loop)", flush=True)

@@ -37,6 +37,20 @@ def test_eval_loops_compares_every_method(tmp_path):
     assert [r["median_jerk"] for r in plain] != [r["median_jerk"] for r in fused]
 
 
+def test_eval_loops_can_measure_the_feet_locked(tmp_path):
+    model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
+    stats = shared_path("humanml3d", "Mean.npy").parent
+    rows = {}
+    for flag in ("--no-foot_lock", "--foot_lock"):
+        run("eval_loops.py", "--model_path", str(model), "--stats_dir", str(stats), "--random_text", "--seeds", "0",
+            "--kinds", "walk", "--steps", "3", "--seconds", "3", "--methods", "DiffCollage seamless", flag,
+            "--plot", str(tmp_path / "profile.png"), "--json", str(tmp_path / f"{flag}.json"))
+        (rows[flag],) = json.loads((tmp_path / f"{flag}.json").read_text())["results"]["DiffCollage seamless"]
+    # the same loop, its feet planted (python -m sample's output): it moves, and skates no more than before
+    assert rows["--foot_lock"]["median_jerk"] != rows["--no-foot_lock"]["median_jerk"]
+    assert rows["--foot_lock"]["foot_skating"] <= rows["--no-foot_lock"]["foot_skating"]
+
+
 def test_eval_loops_measures_chains(tmp_path):
     model = shared_path("mdm_reference", "tiny_trans_enc", "model000000100.pt")
     stats = shared_path("humanml3d", "Mean.npy").parent
