@@ -16,8 +16,10 @@ on joint positions ``[T, 22, 3]`` (metres, y up, floor at y = 0):
    the pose is untouched.
 3. Targets: in each span the toe is pinned, horizontally, to its mean position over the span; the
    foot (ankle and toe) moves by that horizontal offset, heights are kept.
-4. Between spans the offset eases from one span's to the next (smoothstep over the whole swing), so
-   the correction never jumps; before the first and after the last span it is held.
+4. Between spans the offset goes from one span's to the next along the quintic that continues both
+   spans' offsets in position, velocity and acceleration: the toe lifts off and lands at rest, and
+   neither the correction nor its speed or acceleration jumps (a jump in acceleration is a spike of
+   jerk at every plant). Before the first and after the last span it is held.
 5. Legs: two-bone IK moves the knee so the thigh and shin keep their lengths in every frame and the
    knee stays in its own bending plane; an ankle the leg cannot reach is pulled back towards the hip.
 
@@ -64,8 +66,25 @@ def settle_contacts(contacts: np.ndarray, low: np.ndarray) -> np.ndarray:
     return planted
 
 
-def _smoothstep(u: np.ndarray) -> np.ndarray:
-    return u * u * (3 - 2 * u)
+def _edge_derivatives(x: np.ndarray, first: int, last: int, at_end: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity and acceleration (per frame) of ``x`` at the end (``at_end``) or start of its span
+    ``[first, last)``, by one-sided differences inside the span; zero where it is too short."""
+    zero = np.zeros_like(x[first])
+    sign, edge = (-1, last - 1) if at_end else (1, first)
+    n = last - first
+    velocity = sign * (x[edge + sign] - x[edge]) if n >= 2 else zero
+    acceleration = x[edge] - 2 * x[edge + sign] + x[edge + 2 * sign] if n >= 3 else zero
+    return velocity, acceleration
+
+
+def _quintic_bridge(p0, v0, a0, p1, v1, a1, steps: int) -> np.ndarray:
+    """The values at steps 1 .. steps-1 of the quintic from ``p0`` (step 0) to ``p1`` (step ``steps``)
+    with velocity ``v`` and acceleration ``a`` per step at both ends."""
+    u = (np.arange(1, steps) / steps)[:, None]
+    v0, v1, a0, a1 = v0 * steps, v1 * steps, a0 * steps**2, a1 * steps**2  # per unit of u
+    return ((1 - 10 * u**3 + 15 * u**4 - 6 * u**5) * p0 + (u - 6 * u**3 + 8 * u**4 - 3 * u**5) * v0
+            + 0.5 * (u**2 - 3 * u**3 + 3 * u**4 - u**5) * a0 + 0.5 * (u**3 - 2 * u**4 + u**5) * a1
+            + (-4 * u**3 + 7 * u**4 - 3 * u**5) * v1 + (10 * u**3 - 15 * u**4 + 6 * u**5) * p1)
 
 
 def foot_offsets(toe: np.ndarray, planted: np.ndarray) -> np.ndarray:
@@ -80,10 +99,10 @@ def foot_offsets(toe: np.ndarray, planted: np.ndarray) -> np.ndarray:
     offsets[:, 1] = 0.0
     offsets[: spans[0][0]] = offsets[spans[0][0]]
     offsets[spans[-1][1]:] = offsets[spans[-1][1] - 1]
-    for (_, end), (start, _) in zip(spans[:-1], spans[1:]):
+    for (first, end), (start, last) in zip(spans[:-1], spans[1:]):
         # frames end .. start-1 lie between the last planted frame end-1 and the next one, start
-        w = _smoothstep(np.arange(1, start - end + 1) / (start - end + 1))[:, None]
-        offsets[end:start] = (1 - w) * offsets[end - 1] + w * offsets[start]
+        leaving, landing = _edge_derivatives(offsets, first, end, True), _edge_derivatives(offsets, start, last, False)
+        offsets[end:start] = _quintic_bridge(offsets[end - 1], *leaving, offsets[start], *landing, start - end + 1)
     return offsets
 
 

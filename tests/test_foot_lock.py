@@ -48,6 +48,23 @@ def test_offsets_pin_the_toe_in_each_span_and_ease_between():
     np.testing.assert_allclose(pinned[:, [0, 1]], toe[:, [0, 1]])  # heights and sideways untouched
 
 
+def test_the_toe_lifts_off_and_lands_at_rest():
+    # A toe sliding 5 cm a frame, planted twice with a 9-frame swing between: the pinned toe starts
+    # and ends its swing at rest (velocity and acceleration continuous), on a minimum-jerk path.
+    toe = np.zeros((24, 3))
+    toe[:, 2] = np.arange(24) * 0.05
+    planted = np.array([1] * 8 + [0] * 8 + [1] * 8, bool)
+    pinned = (toe + foot_offsets(toe, planted))[:, 2]
+    steps = np.diff(pinned)
+    np.testing.assert_allclose(steps[:7], 0.0, atol=1e-12)
+    np.testing.assert_allclose(steps[16:], 0.0, atol=1e-12)
+    swing = steps[7:16]
+    assert np.all(swing > 0) and max(swing[0], swing[-1]) < 0.1 * swing.max()
+    # the minimum-jerk quintic's largest jerk: 60 x distance / steps^3, at lift-off and landing
+    distance, n = pinned[16] - pinned[7], 9
+    assert np.abs(np.diff(pinned, n=3)).max() < 1.2 * 60 * distance / n**3
+
+
 def test_two_bone_ik_keeps_lengths_and_reaches():
     rng = np.random.default_rng(0)
     hip = rng.normal(size=(50, 3))
