@@ -302,7 +302,7 @@ def main() -> None:
           f"max {config.max_frames} frames), stats {stats_dir}")
     print(f"{'chain' if args.chain else 'loop'} {layout.length} frames = {layout.n_windows} windows of {layout.window} overlapping by {layout.overlap}; "
           f"{len(sigmas) - 1} {args.sampler} steps ({evaluations(args.sampler, sigmas)} "
-          f"model calls), guidance {args.guidance}; {len(prompts)} prompts x {len(args.seeds)} seeds; "
+          f"model calls), guidance {args.guidance} at sigma in {args.guidance_interval}; {len(prompts)} prompts x {len(args.seeds)} seeds; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"motion-kind classifier: {'motion_loop.evaluation.KindClassifier.fit_procedural()' if classify else 'absent (accuracy n/a)'}")
 
