@@ -25,7 +25,8 @@ on joint positions ``[T, 22, 3]`` (metres, y up, floor at y = 0):
 
 Loops are locked as loops: the loop is tiled three times with `render.tile_loop`, locked as one
 sequence and the correction of the middle cycle is mapped back onto the loop, so a span that runs
-across the seam is one span and the result still loops.
+across the seam is one span; what of the correction does not repeat from cycle to cycle is spread
+over the cycle, so the result still loops (`_lock_loop`).
 """
 
 from __future__ import annotations
