@@ -33,7 +33,8 @@ from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
 from motion_loop.metrics import _next_repetition, transition_jerk
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS, run_sampler
-from motion_loop.segments import DEFAULT_SPLIT_SIGMA, HybridSegmentCollage, SegmentDenoiser, place_segments, segment_layout
+from motion_loop.segments import (DEFAULT_SPLIT_SIGMA, HybridSegmentCollage, SegmentDenoiser, place_segments,
+                                  segment_layout, segment_max_shift)
 
 from eval_loops import PROMPTS, load_classifier, prompt_encoder  # benchmarks/ is on the path
 
@@ -216,7 +217,7 @@ def main() -> None:
     p.add_argument("--segment_guidance", type=float, default=None,
                    help="guidance scale of the collage's segment rows (default: --guidance)")
     p.add_argument("--max_shift", type=int, default=None,
-                   help="collage seamless: largest random move of the layout (default: half the overlap)")
+                   help="collage seamless: largest random move of the layout (default: the CLI's, half the overlap in a loop, 0 in a chain)")
     p.add_argument("--switch_sigma", type=float, default=None,
                    help="collage seamless / crossfade: noise level at and below which windows are crossfaded "
                         "(default: the segment collage's)")
@@ -289,7 +290,7 @@ def main() -> None:
                         mode = method.split()[1]
                         seamless = mode in ("seamless", "crossfade")
                         max_shift = 0 if mode == "crossfade" else \
-                            (layout.overlap // 2 if args.max_shift is None else args.max_shift)
+                            (segment_max_shift(layout) if args.max_shift is None else args.max_shift)
                         denoiser = CollageDenoiser(
                             SegmentDenoiser(base, "uncond" if seamless else mode, guidance=args.segment_guidance),
                             layout, "seamless" if seamless else "condind", max_shift=max_shift if seamless else None,
@@ -307,7 +308,7 @@ def main() -> None:
                         segment_rows = SegmentDenoiser(base, "uncond", guidance=args.segment_guidance)
                         collage = CollageDenoiser(
                             segment_rows, layout, "seamless",
-                            max_shift=layout.overlap // 2 if args.max_shift is None else args.max_shift,
+                            max_shift=segment_max_shift(layout) if args.max_shift is None else args.max_shift,
                             generator=torch.Generator().manual_seed(args.seed + 1),
                             **({} if args.switch_sigma is None else {"switch_sigma": args.switch_sigma}))
                         variant = method.split()[1]

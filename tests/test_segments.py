@@ -298,6 +298,7 @@ def test_sample_timeline_chain_and_no_split(tiny, tmp_path, capsys, monkeypatch)
     run = json.loads((out_dir / "run.json").read_text())
     assert run["frames"] == 80 and run["loop"] is False
     assert run["segments"]["split_sigma"] == 2.0  # chains too
+    assert run["segments"]["max_shift"] == 0  # a chain's layout stays put (a moved one cuts its first window short)
     out_dir = tmp_path / "tl_split"
     run_ok(cli(tiny, "--timeline", str(timeline), "--no-render", "--no-bvh", "--num_repetitions", "1",
                "--segment_split", "0", "--output_dir", str(out_dir)), capsys)
