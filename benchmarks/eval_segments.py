@@ -255,9 +255,10 @@ def main() -> None:
     sigmas = base.sigmas(args.steps)
     classify = load_classifier()
     seg_frames = round(args.segment_seconds * fps)
+    where = args.guidance_interval or f"every level; single-prompt rows {list(single.guidance_interval)}"
     print(f"model {args.model_path}; {sum(len(g) for g in groups.values())} sequences ({args.per_count} each of "
           f"{args.counts} actions), {seg_frames} frames per segment; {len(sigmas) - 1} {args.sampler} steps, guidance "
-          f"{args.guidance} (sigma in {args.guidance_interval or 'every level; single-prompt rows ' + str(single.guidance_interval)}); torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}; "
+          f"{args.guidance} (sigma in {where}); torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}; "
           f"load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}", flush=True)
 
     results: dict[str, list[dict]] = {}
