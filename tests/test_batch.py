@@ -120,8 +120,10 @@ def test_two_workers_make_the_same_files(tiny, one_worker, tmp_path):
     out = tmp_path / "two_workers"
     result = run(argv(tiny, out, "--num_workers", "2"))
     assert {w["name"] for w in result["workers"]} == {"w0", "w1"}
-    assert {r["worker"]["name"] for r in rows_of(out) if r["status"] == "done"} == {"w0", "w1"}
-    assert files_of(out) == files_of(reference)  # byte for byte
+    # Batches go to whichever worker is ready: one that loads its model late may find them all taken
+    # (seen once in a loaded test run), so only "by these workers" is certain, not "by both".
+    assert {r["worker"]["name"] for r in rows_of(out) if r["status"] == "done"} <= {"w0", "w1"}
+    assert files_of(out) == files_of(reference)  # byte for byte, whichever worker made each motion
     assert [without_timing(r) for r in rows_of(out)] == [without_timing(r) for r in rows_of(reference)]
 
 
