@@ -52,9 +52,9 @@ METHODS = ["collage average", "collage uncond", "collage left", "collage right",
 # ("hybrid shared": without copies, each half of a boundary overlap from its own segment's window).
 # "bridge": independent segments joined by inpainted transition windows (BridgedSegments below).
 DEFAULT_METHODS = ["collage seamless", "collage uncond", "outpainting", "blend", "single prompt", "single prompt seamless"]
-# "single prompt ...": the sequence's first prompt for every segment; "each prompt seamless": a seamless
-# single-prompt loop of every prompt of the sequence in turn (the same actions as the sequence, each on
-# its own), measured at the sequence's transition frames: what a transition is compared with.
+# "single prompt ...": the sequence's first prompt for every segment (loops only); "each prompt seamless":
+# a seamless single-prompt loop (or chain) of every prompt of the sequence in turn (the same actions as the
+# sequence, each on its own), measured at the sequence's transition frames: what a transition is compared with.
 
 
 class BridgedSegments(HybridSegmentCollage):
@@ -265,7 +265,7 @@ def main() -> None:
     for shape_name in args.shapes:
         cyclic = shape_name == "loop"
         methods = args.methods if cyclic else [m for m in args.chain_methods if m in args.methods
-                                               and not m.startswith(("single prompt", "each prompt"))]
+                                               and not m.startswith("single prompt")]
         for n_actions, sequences in groups.items():
             frames = n_actions * seg_frames
             durations = [seg_frames] * n_actions
