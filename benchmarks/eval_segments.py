@@ -31,7 +31,7 @@ from motion_loop.collage import OVERLAP, CollageDenoiser, Layout, Pieces, fade_w
 from motion_loop.diffusion import DEFAULT_GUIDANCE_INTERVAL, MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
-from motion_loop.metrics import _next_repetition, transition_jerk
+from motion_loop.metrics import HUMANML_GT_MEAN_JERK, _next_repetition, jerk_profile
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS, run_sampler
 from motion_loop.segments import (DEFAULT_SPLIT_SIGMA, HybridSegmentCollage, SegmentDenoiser, place_segments,
                                   segment_layout, segment_max_shift)
@@ -169,21 +169,45 @@ def jerk_per_stencil(joints: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.diff(joints, n=3, axis=0), axis=-1).mean(axis=-1)
 
 
-def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window: int) -> dict:
-    """PJ, AUJ (window centred on each transition) and jerk at the transitions / median jerk."""
-    if cyclic:  # three cycles, the transitions of the middle one
-        length = len(joints)
+def jerk_curves(joints: np.ndarray, cyclic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per stencil (frames k .. k+3): the joint-averaged jerk (:func:`jerk_per_stencil`) and FlowMDM's
+    jerk profile (:func:`motion_loop.metrics.jerk_profile`); a loop over three cycles (the transitions
+    of the middle one are measured: see :func:`transition_metrics`)."""
+    if cyclic:
         second = _next_repetition(joints)
-        third = _next_repetition(second)
-        joints = np.concatenate([joints, second, third])
-        taus = [t + length for t in taus]
-    stencil = jerk_per_stencil(joints)
+        joints = np.concatenate([joints, second, _next_repetition(second)])
+    return jerk_per_stencil(joints), jerk_profile(joints)
+
+
+def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window: int,
+                       curves: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """PJ, AUJ (window centred on each transition) and jerk at the transitions / median jerk, from the
+    motion ``joints`` or from its :func:`jerk_curves` (``curves``, e.g. spliced from several motions)."""
+    stencil, profile = jerk_curves(joints, cyclic) if curves is None else curves
+    taus = [t + len(joints) for t in taus] if cyclic else taus  # the middle cycle's
     median = float(np.median(stencil))
     # Stencils k .. k+3 that cross frame tau: k = tau-3 .. tau-1; their largest.
     at = [float(stencil[t - 3:t].max()) for t in taus]
-    pj = transition_jerk(joints, taus, window=window)
-    return {"peak_jerk": pj["peak_jerk"], "auj": pj["auj"], "transition_jerk_ratio": float(np.mean(at) / median),
-            "transition_jerk": float(np.mean(at)), "median_jerk": median}
+    # FlowMDM's PJ / AUJ: the profile over `window` frames centred on each transition, averaged
+    left, right = window // 2, window - window // 2
+    mean = np.mean([profile[t - left:t + right - 3] for t in taus], axis=0)
+    return {"peak_jerk": float(mean.max()), "auj": float(np.abs(mean - HUMANML_GT_MEAN_JERK).sum()),
+            "transition_jerk_ratio": float(np.mean(at) / median), "transition_jerk": float(np.mean(at)), "median_jerk": median}
+
+
+def spliced_curves(motions: list[np.ndarray], spans: list[tuple[int, int]], cyclic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The jerk curves each action has on its own at the sequence's frames: motion k (a one-prompt motion
+    of segment k's action) gives the stencils whose frames lie in segment k's span (a stencil belongs to
+    the segment of its second frame). A transition measured on these has no transition of its own."""
+    curves = [jerk_curves(m, cyclic) for m in motions]
+    length = len(motions[0])
+    owner = np.zeros(length, dtype=int)
+    for k, (a, b) in enumerate(spans):
+        owner[a:b] = k
+    n = len(curves[0][0])
+    own = owner[(np.arange(n) + 1) % length]
+    pick = lambda i: np.choose(own, [c[i] for c in curves])  # noqa: E731
+    return pick(0), pick(1)
 
 
 def main() -> None:
@@ -337,9 +361,11 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 taus = [a for a, _ in plan.spans[1:]] + ([0] if cyclic else [])
                 margin = layout.overlap // 2
+                per_action = []  # "each prompt": every action's motions, for the spliced reference
                 for k, x0 in own if own is not None else [(None, x0)]:
                     x0 = x0.roll(-plan.shift, dims=-1) if cyclic else x0[..., :frames]
                     _, joints = decode(x0, normalizer, velocity_fusion=args.velocity_fusion, cyclic=cyclic)
+                    per_action.append(joints)
                     for seq, motion in zip(sequences, joints):
                         row = {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
                                "seconds_per_motion": seconds / b / (len(own) if own else 1),
@@ -359,6 +385,12 @@ def main() -> None:
                             row["core_kinds"] = list(core)
                             row["core_accuracy"] = float(np.mean([p_ == e for p_, e in zip(core, expected)]))
                         results.setdefault(f"{shape_name}: {method}", []).append(row)
+                if own is not None:  # "each prompt spliced": each action's own jerk in its segment's frames
+                    for i, seq in enumerate(sequences):
+                        curves = spliced_curves([motions[i] for motions in per_action], plan.spans, cyclic)
+                        results.setdefault(f"{shape_name}: each prompt spliced", []).append(
+                            {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
+                             **transition_metrics(per_action[0][i], taus, cyclic, args.transition_window, curves)})
                 print(f"  {shape_name} {n_actions} actions, {method}: {seconds / b:.2f} s per motion; layout "
                       f"{layout.n_windows} x {layout.window} overlap {layout.overlap}", flush=True)
         print_table(results, shape_name)
@@ -384,7 +416,7 @@ def print_table(results: dict, shape_name: str) -> None:
         print(f"| {label.split(': ')[1]} | {cell('segment_accuracy', '.3f')} | {cell('core_accuracy', '.3f')} | "
               f"{cell('transition_jerk_ratio', '.2f')} | {1e3 * np.mean([r['transition_jerk'] for r in rows]):.2f}, "
               f"{1e3 * np.mean([r['median_jerk'] for r in rows]):.2f} | "
-              f"{cell('peak_jerk', '.3f')} | {cell('auj', '.2f')} | {np.mean([r['seconds_per_motion'] for r in rows]):.2f} |")
+              f"{cell('peak_jerk', '.3f')} | {cell('auj', '.2f')} | {cell('seconds_per_motion', '.2f').split(' [')[0]} |")
     print("\nsegments right per kind (whole segment):")
     for label, rows in results.items():
         if label.startswith(shape_name) and rows and "segment_kinds" in rows[0]:

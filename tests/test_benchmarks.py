@@ -117,7 +117,8 @@ SEGMENT_METHODS = ["collage average", "collage uncond", "collage left", "collage
                    "collage crossfade", "late linear", "late fade", "late split", "hybrid split", "hybrid shared",
                    "hybrid fade", "bridge", "outpainting", "blend", "single prompt", "single prompt seamless",
                    "each prompt seamless"]
-CHAIN_METHODS = ["collage seamless", "late linear", "bridge", "outpainting", "blend"]
+CHAIN_METHODS = ["collage seamless", "late linear", "bridge", "outpainting", "blend", "each prompt seamless"]
+SPLICED = "each prompt spliced"  # derived from "each prompt seamless": each action's own jerk in its segment
 
 
 def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
@@ -128,9 +129,12 @@ def test_eval_segments_runs_every_method_on_loops_and_chains(tmp_path):
               "--methods", *SEGMENT_METHODS, "--chain_methods", *CHAIN_METHODS,
               "--segment_guidance", "3", "--json", str(tmp_path / "runs.json"))
     results = json.loads((tmp_path / "runs.json").read_text())["results"]
-    assert {k for k in results if k.startswith("loop: ")} == {f"loop: {m}" for m in SEGMENT_METHODS}
-    assert {k for k in results if k.startswith("chain: ")} == {f"chain: {m}" for m in CHAIN_METHODS}
+    assert {k for k in results if k.startswith("loop: ")} == {f"loop: {m}" for m in [*SEGMENT_METHODS, SPLICED]}
+    assert {k for k in results if k.startswith("chain: ")} == {f"chain: {m}" for m in [*CHAIN_METHODS, SPLICED]}
     for label, runs in results.items():
+        if label.endswith(SPLICED):  # one row per sequence, transitions only (no motion to classify)
+            assert len(runs) == 1 and runs[0]["peak_jerk"] > 0 and runs[0]["transition_jerk_ratio"] > 0
+            continue
         assert len(runs) == (2 if "each prompt" in label else 1)  # a loop of each of the 2 prompts
         for r in runs:
             assert r["transition_jerk_ratio"] > 0 and len(r["segment_kinds"]) == 2
