@@ -31,7 +31,7 @@ from motion_loop.collage import OVERLAP, CollageDenoiser, Layout, Pieces, fade_w
 from motion_loop.diffusion import DEFAULT_GUIDANCE_INTERVAL, MDMDenoiser
 from motion_loop.generate import DEMO_MODEL, choose_layout, decode, load_stats
 from motion_loop.mdm import load_model
-from motion_loop.metrics import HUMANML_GT_MEAN_JERK, _next_repetition, jerk_profile
+from motion_loop.metrics import _next_repetition, jerk_profile, peak_and_area
 from motion_loop.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SAMPLERS, run_sampler
 from motion_loop.segments import (DEFAULT_SPLIT_SIGMA, HybridSegmentCollage, SegmentDenoiser, place_segments,
                                   segment_layout, segment_max_shift)
@@ -179,20 +179,22 @@ def jerk_curves(joints: np.ndarray, cyclic: bool) -> tuple[np.ndarray, np.ndarra
     return jerk_per_stencil(joints), jerk_profile(joints)
 
 
-def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window: int,
-                       curves: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-    """PJ, AUJ (window centred on each transition) and jerk at the transitions / median jerk, from the
-    motion ``joints`` or from its :func:`jerk_curves` (``curves``, e.g. spliced from several motions)."""
-    stencil, profile = jerk_curves(joints, cyclic) if curves is None else curves
-    taus = [t + len(joints) for t in taus] if cyclic else taus  # the middle cycle's
+def transition_metrics(joints: np.ndarray, taus: list[int], cyclic: bool, window: int) -> dict:
+    """PJ, AUJ (window centred on each transition) and jerk at the transitions / median jerk."""
+    return curve_metrics(jerk_curves(joints, cyclic), len(joints), taus, cyclic, window)
+
+
+def curve_metrics(curves: tuple[np.ndarray, np.ndarray], length: int, taus: list[int], cyclic: bool,
+                  window: int) -> dict:
+    """:func:`transition_metrics` from the :func:`jerk_curves` of a motion of ``length`` frames (or
+    curves spliced from several motions)."""
+    stencil, profile = curves
+    taus = [t + length for t in taus] if cyclic else taus  # the middle cycle's
     median = float(np.median(stencil))
     # Stencils k .. k+3 that cross frame tau: k = tau-3 .. tau-1; their largest.
     at = [float(stencil[t - 3:t].max()) for t in taus]
-    # FlowMDM's PJ / AUJ: the profile over `window` frames centred on each transition, averaged
-    left, right = window // 2, window - window // 2
-    mean = np.mean([profile[t - left:t + right - 3] for t in taus], axis=0)
-    return {"peak_jerk": float(mean.max()), "auj": float(np.abs(mean - HUMANML_GT_MEAN_JERK).sum()),
-            "transition_jerk_ratio": float(np.mean(at) / median), "transition_jerk": float(np.mean(at)), "median_jerk": median}
+    return {**peak_and_area(profile, taus, window), "transition_jerk_ratio": float(np.mean(at) / median),
+            "transition_jerk": float(np.mean(at)), "median_jerk": median}
 
 
 def spliced_curves(motions: list[np.ndarray], spans: list[tuple[int, int]], cyclic: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -390,7 +392,7 @@ def main() -> None:
                         curves = spliced_curves([motions[i] for motions in per_action], plan.spans, cyclic)
                         results.setdefault(f"{shape_name}: each prompt spliced", []).append(
                             {"shape": shape_name, "n_actions": n_actions, "kinds": seq,
-                             **transition_metrics(per_action[0][i], taus, cyclic, args.transition_window, curves)})
+                             **curve_metrics(curves, len(per_action[0][i]), taus, cyclic, args.transition_window)})
                 print(f"  {shape_name} {n_actions} actions, {method}: {seconds / b:.2f} s per motion; layout "
                       f"{layout.n_windows} x {layout.window} overlap {layout.overlap}", flush=True)
         print_table(results, shape_name)
@@ -409,14 +411,16 @@ def print_table(results: dict, shape_name: str) -> None:
         if not label.startswith(shape_name):
             continue
 
-        def cell(key, fmt):
+        def cell(key, fmt, median=True):
             values = [r[key] for r in rows if key in r]
-            return f"{np.mean(values):{fmt}} [{np.median(values):{fmt}}]" if values else "n/a"
+            if not values:
+                return "n/a"
+            return f"{np.mean(values):{fmt}}" + (f" [{np.median(values):{fmt}}]" if median else "")
 
         print(f"| {label.split(': ')[1]} | {cell('segment_accuracy', '.3f')} | {cell('core_accuracy', '.3f')} | "
               f"{cell('transition_jerk_ratio', '.2f')} | {1e3 * np.mean([r['transition_jerk'] for r in rows]):.2f}, "
               f"{1e3 * np.mean([r['median_jerk'] for r in rows]):.2f} | "
-              f"{cell('peak_jerk', '.3f')} | {cell('auj', '.2f')} | {cell('seconds_per_motion', '.2f').split(' [')[0]} |")
+              f"{cell('peak_jerk', '.3f')} | {cell('auj', '.2f')} | {cell('seconds_per_motion', '.2f', median=False)} |")
     print("\nsegments right per kind (whole segment):")
     for label, rows in results.items():
         if label.startswith(shape_name) and rows and "segment_kinds" in rows[0]:

@@ -87,8 +87,17 @@ def transition_jerk(joints, transitions, window: int = TRANSITION_WINDOW,
     if not taus or any(t - left < 0 or t + right > joints.shape[-3] for t in taus):
         raise ValueError(f"each transition needs {left} frames before and {right} from it inside the "
                          f"{joints.shape[-3]} frames; got {taus}")
-    profile = np.mean([jerk_profile(joints[..., t - left:t + right, :, :]) for t in taus], axis=0)
-    return {"peak_jerk": float(profile.max()), "auj": float(np.abs(profile - gt_mean_jerk).sum())}
+    return peak_and_area(jerk_profile(joints), taus, window, gt_mean_jerk)
+
+
+def peak_and_area(profile: np.ndarray, transitions, window: int = TRANSITION_WINDOW,
+                  gt_mean_jerk: float = HUMANML_GT_MEAN_JERK) -> dict[str, float]:
+    """PJ and AUJ (`transition_jerk`) from a motion's whole `jerk_profile` ``[..., T-3]`` (or one
+    spliced from several motions): the profile over ``window`` frames centred on each transition
+    (entries tau - window//2 .. tau + window - window//2 - 4), averaged over the transitions."""
+    left, right = window // 2, window - window // 2
+    mean = np.mean([profile[..., t - left:t + right - 3] for t in np.atleast_1d(transitions)], axis=0)
+    return {"peak_jerk": float(mean.max()), "auj": float(np.abs(mean - gt_mean_jerk).sum())}
 
 
 def transition_distance(joints, transitions) -> float:
